@@ -75,6 +75,8 @@ struct ModelConfig {
   int64_t mla_q_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   int64_t mla_cache_dim() const { return kv_lora_rank + qk_rope_head_dim; }  // 576
   int64_t kda_dim() const { return kda_num_heads * kda_head_dim; }           // 4096
+  // The shared experts run as one SwiGLU MLP of this width (spec 3.4).
+  int64_t shared_intermediate_size() const { return moe_intermediate_size * num_shared_experts; }
 };
 
 // Parses and validates a hub config.json. Throws kl::Error naming the file and field.

@@ -1,0 +1,80 @@
+// Loading golden reference cases (see golden_case.h).
+#include "tests/golden/golden_case.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/core/error.h"
+#include "tests/support/test_support.h"
+
+namespace kl::test {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<float> read_f32(const SafetensorsFile& f, const std::string& name) {
+  const SafetensorsTensor* t = f.find(name);
+  if (!t) fail("{}: no tensor {}", f.path(), name);
+  KL_CHECK(t->dtype == DType::kF32, "{}: {} is {}, expected F32", f.path(), name, t->dtype_name);
+  std::vector<float> v(t->nbytes / sizeof(float));
+  std::memcpy(v.data(), f.data(*t), t->nbytes);
+  return v;
+}
+
+}  // namespace
+
+GoldenCase load_golden_case(const std::string& dir) {
+  GoldenCase gc;
+  gc.dir = dir;
+  const fs::path root(dir);
+  std::ifstream in(root / "golden.json");
+  KL_CHECK(in.good(), "cannot open {}", (root / "golden.json").string());
+  const nlohmann::json meta = nlohmann::json::parse(in);
+  gc.name = meta.at("case").get<std::string>();
+  gc.activations_prompt = meta.value("activations_prompt", "");
+
+  gc.config = load_model_config((root / "model" / "config.json").string());
+  gc.store = std::make_unique<WeightStore>(WeightStore::open((root / "model").string(), gc.config));
+  gc.weights = bind_model_weights(gc.config, *gc.store);
+
+  const SafetensorsFile logits = SafetensorsFile::open((root / "logits.safetensors").string());
+  for (const auto& p : meta.at("prompts")) {
+    GoldenPrompt gp;
+    gp.name = p.at("name").get<std::string>();
+    gp.input_ids = p.at("input_ids").get<std::vector<int32_t>>();
+    gp.greedy_ids = p.at("greedy_ids").get<std::vector<int32_t>>();
+    gp.greedy_margin = p.at("greedy_top2_margin").get<std::vector<float>>();
+    if (logits.find(gp.name + ".prefill_logits"))
+      gp.prefill_logits = read_f32(logits, gp.name + ".prefill_logits");
+    gp.decode_logits = read_f32(logits, gp.name + ".decode_logits");
+    gc.prompts.push_back(std::move(gp));
+  }
+  if (fs::exists(root / "activations.safetensors")) {
+    const SafetensorsFile acts = SafetensorsFile::open((root / "activations.safetensors").string());
+    for (const auto& t : acts.tensors()) gc.activations[t.name] = read_f32(acts, t.name);
+  }
+  return gc;
+}
+
+std::vector<std::string> golden_case_dirs() {
+  std::vector<std::string> dirs;
+  if (auto g = golden_dir()) {
+    const fs::path tiny_a = fs::path(*g) / "tiny-a";
+    KL_CHECK(fs::is_directory(tiny_a), "golden dir {} has no tiny-a case", *g);
+    dirs.push_back(tiny_a.string());
+  }
+  const fs::path own = fs::path(KL_SOURCE_DIR) / "tests" / "data" / "golden";
+  std::vector<std::string> own_dirs;
+  for (const auto& e : fs::directory_iterator(own))
+    if (e.is_directory() && fs::exists(e.path() / "golden.json")) own_dirs.push_back(e.path());
+  std::sort(own_dirs.begin(), own_dirs.end());
+  dirs.insert(dirs.end(), own_dirs.begin(), own_dirs.end());
+  return dirs;
+}
+
+}  // namespace kl::test
