@@ -105,6 +105,14 @@ class FieldReader {
     return static_cast<int>(v);
   }
 
+  // An optional small count with a lower bound (group counts, kernel widths, frequencies).
+  int bounded_small(std::string_view key, int dflt, int min_value) const {
+    int64_t v = get_int(key, dflt);
+    if (v < min_value) error(key, fmt::format("must be at least {}, got {}", min_value, v));
+    if (v > (1 << 24)) error(key, fmt::format("implausibly large: {}", v));
+    return static_cast<int>(v);
+  }
+
  private:
   const json& obj_;
   std::string source_;
@@ -137,8 +145,7 @@ void check_partition(const FieldReader& lin, int n, const std::vector<int64_t>& 
     problems.push_back(fmt::format("layer(s) {} in neither list", fmt::join(missing, ",")));
   if (problems.empty()) return;
   fail("{}: fields '{}' and '{}' must partition the 1-based layers 1..{} (num_hidden_layers): {}",
-       source, lin.path("kda_layers"), lin.path("full_attn_layers"), n,
-       fmt::join(problems, "; "));
+       source, lin.path("kda_layers"), lin.path("full_attn_layers"), n, fmt::join(problems, "; "));
 }
 
 }  // namespace
@@ -151,7 +158,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 
   std::string model_type = f.get_string("model_type");
   if (model_type != "kimi_linear")
-    f.error("model_type", fmt::format("'{}' is not supported (expected 'kimi_linear')", model_type));
+    f.error("model_type",
+            fmt::format("'{}' is not supported (expected 'kimi_linear')", model_type));
 
   // Options klserve does not implement: reject them rather than compute something else.
   if (const json* v = f.find("hidden_act"); v && *v != "silu")
@@ -191,8 +199,10 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
       f.error(key, fmt::format("token id {} outside the vocabulary [0, {})", id, c.vocab_size));
     return id;
   };
-  if (const json* v = f.find("bos_token_id"); v && !v->is_null()) c.bos_token_id = token_id("bos_token_id", *v);
-  if (const json* v = f.find("pad_token_id"); v && !v->is_null()) c.pad_token_id = token_id("pad_token_id", *v);
+  if (const json* v = f.find("bos_token_id"); v && !v->is_null())
+    c.bos_token_id = token_id("bos_token_id", *v);
+  if (const json* v = f.find("pad_token_id"); v && !v->is_null())
+    c.pad_token_id = token_id("pad_token_id", *v);
   if (const json* v = f.find("eos_token_id"); v && !v->is_null()) {
     if (v->is_array()) {
       for (const json& e : *v) c.eos_token_ids.push_back(token_id("eos_token_id", e));
@@ -215,17 +225,15 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   FieldReader lin(lin_json, source, "linear_attn_config.");
   c.kda_num_heads = lin.positive_small("num_heads");
   c.kda_head_dim = lin.positive("head_dim");
-  c.short_conv_kernel_size = static_cast<int>(lin.get_int("short_conv_kernel_size", 4));
-  if (c.short_conv_kernel_size < 1)
-    lin.error("short_conv_kernel_size",
-              fmt::format("must be at least 1, got {}", c.short_conv_kernel_size));
+  c.short_conv_kernel_size = lin.bounded_small("short_conv_kernel_size", 4, 1);
   // gate_lower_bound selects the lower-bounded gate (spec 3.2 step 6); it may sit at either level.
   const json* lb_top = f.find("gate_lower_bound");
   const json* lb_lin = lin.find("gate_lower_bound");
   if (lb_top && lb_top->is_null()) lb_top = nullptr;
   if (lb_lin && lb_lin->is_null()) lb_lin = nullptr;
   if (lb_top && lb_lin && *lb_top != *lb_lin)
-    f.error("gate_lower_bound", "given twice (top level and linear_attn_config) with different values");
+    f.error("gate_lower_bound",
+            "given twice (top level and linear_attn_config) with different values");
   if (lb_top || lb_lin) {
     const FieldReader& r = lb_top ? f : lin;
     double lb = r.to_float("gate_lower_bound", lb_top ? *lb_top : *lb_lin);
@@ -241,19 +249,14 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   c.num_experts = f.positive_small("num_experts");
   c.num_experts_per_token = f.positive_small("num_experts_per_token");
   c.moe_intermediate_size = f.positive("moe_intermediate_size");
-  c.num_shared_experts = static_cast<int>(f.get_int("num_shared_experts", 0));
-  if (c.num_shared_experts < 0) f.error("num_shared_experts", "must not be negative");
-  c.first_k_dense_replace = static_cast<int>(f.get_int("first_k_dense_replace", 0));
-  if (c.first_k_dense_replace < 0) f.error("first_k_dense_replace", "must not be negative");
-  c.moe_layer_freq = static_cast<int>(f.get_int("moe_layer_freq", 1));
-  if (c.moe_layer_freq < 1) f.error("moe_layer_freq", fmt::format("must be at least 1, got {}", c.moe_layer_freq));
+  c.num_shared_experts = f.bounded_small("num_shared_experts", 0, 0);
+  c.first_k_dense_replace = f.bounded_small("first_k_dense_replace", 0, 0);
+  c.moe_layer_freq = f.bounded_small("moe_layer_freq", 1, 1);
   c.moe_renormalize = f.get_bool("moe_renormalize", true);
   c.routed_scaling_factor = static_cast<float>(f.get_float("routed_scaling_factor", 1.0));
   if (!(c.routed_scaling_factor > 0.f)) f.error("routed_scaling_factor", "must be positive");
-  c.num_expert_group = static_cast<int>(f.get_int("num_expert_group", 1));
-  c.topk_group = static_cast<int>(f.get_int("topk_group", 1));
-  if (c.num_expert_group < 1) f.error("num_expert_group", "must be at least 1");
-  if (c.topk_group < 1) f.error("topk_group", "must be at least 1");
+  c.num_expert_group = f.bounded_small("num_expert_group", 1, 1);
+  c.topk_group = f.bounded_small("topk_group", 1, 1);
   if (!f.get_bool("use_grouped_topk", true)) {
     // Plain top-k over all experts is grouped top-k with one group.
     c.num_expert_group = 1;
@@ -263,18 +266,19 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
     f.error("num_expert_group", fmt::format("num_experts {} is not divisible by {} groups",
                                             c.num_experts, c.num_expert_group));
   if (c.topk_group > c.num_expert_group)
-    f.error("topk_group", fmt::format("{} exceeds num_expert_group {}", c.topk_group,
-                                      c.num_expert_group));
+    f.error("topk_group",
+            fmt::format("{} exceeds num_expert_group {}", c.topk_group, c.num_expert_group));
   const int per_group = c.num_experts / c.num_expert_group;
   // Group scores are the sum of each group's top-2 expert scores (DeepSeek-V3 routing).
   if (c.num_expert_group > 1 && per_group < 2)
     f.error("num_expert_group", fmt::format("{} groups leave {} expert per group; grouped routing "
-                                            "needs at least 2", c.num_expert_group, per_group));
+                                            "needs at least 2",
+                                            c.num_expert_group, per_group));
   if (c.num_experts_per_token > c.topk_group * per_group)
-    f.error("num_experts_per_token",
-            fmt::format("{} exceeds the {} experts available in topk_group={} groups of {}",
-                        c.num_experts_per_token, c.topk_group * per_group, c.topk_group,
-                        per_group));
+    f.error(
+        "num_experts_per_token",
+        fmt::format("{} exceeds the {} experts available in topk_group={} groups of {}",
+                    c.num_experts_per_token, c.topk_group * per_group, c.topk_group, per_group));
 
   // The layer plan: the only conversion from the 1-based lists.
   std::set<int64_t> kda_set(kda_layers.begin(), kda_layers.end());
@@ -296,7 +300,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
     plan.layers.push_back(s);
   }
   // intermediate_size sizes only the dense FFN; a config without dense layers may omit it.
-  if (any_dense || f.find("intermediate_size")) c.intermediate_size = f.positive("intermediate_size");
+  if (any_dense || f.find("intermediate_size"))
+    c.intermediate_size = f.positive("intermediate_size");
   return c;
 }
 
@@ -319,15 +324,14 @@ std::string describe_layer_plan(const ModelConfig& c) {
     if (s.ffn == FfnKind::kDense) dense.push_back(s.index);
   }
   const int num_moe = c.num_hidden_layers - static_cast<int>(dense.size());
-  std::string out = fmt::format("{} layers: {} KDA + {} MLA (MLA at {}), {} dense (at {}) + {} MoE",
-                                c.num_hidden_layers, c.plan.num_kda_layers, c.plan.num_mla_layers,
-                                mla.empty() ? "none" : fmt::format("{}", fmt::join(mla, ",")),
-                                dense.size(),
-                                dense.empty() ? "none" : fmt::format("{}", fmt::join(dense, ",")),
-                                num_moe);
-  out += fmt::format(" ({} experts, top-{}, {} shared, groups {}/{})", c.num_experts,
-                     c.num_experts_per_token, c.num_shared_experts, c.topk_group,
-                     c.num_expert_group);
+  std::string out =
+      fmt::format("{} layers: {} KDA + {} MLA (MLA at {}), {} dense (at {}) + {} MoE",
+                  c.num_hidden_layers, c.plan.num_kda_layers, c.plan.num_mla_layers,
+                  mla.empty() ? "none" : fmt::format("{}", fmt::join(mla, ",")), dense.size(),
+                  dense.empty() ? "none" : fmt::format("{}", fmt::join(dense, ",")), num_moe);
+  out +=
+      fmt::format(" ({} experts, top-{}, {} shared, groups {}/{})", c.num_experts,
+                  c.num_experts_per_token, c.num_shared_experts, c.topk_group, c.num_expert_group);
   if (c.has_gate_lower_bound) out += fmt::format(", KDA gate lower bound {}", c.gate_lower_bound);
   return out;
 }

@@ -80,7 +80,9 @@ ModelWeights bind_model_weights(const ModelConfig& config, const WeightStore& st
       lw.mla = bind_mla(store, s.index);
     }
     if (s.ffn == FfnKind::kDense) {
-      auto w = [&](std::string_view suffix) { return store.get(layer_tensor_name(s.index, suffix)); };
+      auto w = [&](std::string_view suffix) {
+        return store.get(layer_tensor_name(s.index, suffix));
+      };
       lw.dense.gate_proj = w(wn::kMlpGate);
       lw.dense.up_proj = w(wn::kMlpUp);
       lw.dense.down_proj = w(wn::kMlpDown);

@@ -14,8 +14,8 @@ struct LayerTable {
 
   void add(std::string_view suffix, std::vector<int64_t> shape, DType dtype = DType::kBF16,
            std::vector<int64_t> alt = {}) {
-    out.push_back(TensorSpec{layer_tensor_name(layer, suffix), std::move(shape), dtype,
-                             std::move(alt)});
+    out.push_back(
+        TensorSpec{layer_tensor_name(layer, suffix), std::move(shape), dtype, std::move(alt)});
   }
 };
 

@@ -1,5 +1,6 @@
 // The checkpoint's tensor names, shapes and dtypes per layer kind (spec 2.3), derived from the
-// LayerPlan. Validation, weight binding, dummy weights and the checkpoint writer all read this table.
+// LayerPlan. Validation, weight binding, dummy weights and the checkpoint writer all read this
+// table.
 #pragma once
 
 #include <cstdint>

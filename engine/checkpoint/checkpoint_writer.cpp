@@ -65,14 +65,17 @@ std::vector<size_t> shard_starts(const std::vector<TensorSpec>& specs, int num_s
   for (const TensorSpec& s : specs) total += s.nbytes();
   std::vector<size_t> starts{0};
   uint64_t acc = 0;
+  uint64_t target = total / num_shards;  // bytes at which the current shard closes
   for (size_t i = 0; i < specs.size() && static_cast<int>(starts.size()) < num_shards; ++i) {
     acc += specs[i].nbytes();
     const size_t remaining_tensors = specs.size() - (i + 1);
     const size_t remaining_shards = num_shards - starts.size();
     // Close a shard once it reaches its share, or when each later shard needs one tensor left.
-    const uint64_t target = total / num_shards * starts.size();
-    if (remaining_tensors > 0 && (acc >= target || remaining_tensors == remaining_shards))
+    if (remaining_tensors > 0 && (acc >= target || remaining_tensors == remaining_shards)) {
       starts.push_back(i + 1);
+      // Re-spread what is left over the shards still to fill (a big tensor overshoots a share).
+      target = acc + (total - acc) / (remaining_shards);
+    }
   }
   starts.push_back(specs.size());
   return starts;
@@ -158,7 +161,8 @@ CheckpointSummary write_random_checkpoint(const nlohmann::json& config_json,
                                           const std::string& out_dir, uint64_t seed,
                                           int num_shards) {
   const ModelConfig config = parse_model_config(config_json, config_source);
-  CheckpointSummary sum = write_checkpoint_tensors(expected_tensors(config), out_dir, num_shards, &seed);
+  CheckpointSummary sum =
+      write_checkpoint_tensors(expected_tensors(config), out_dir, num_shards, &seed);
   const std::string cpath = (fs::path(out_dir) / "config.json").string();
   std::ofstream out(cpath);
   out << config_json.dump(2) << "\n";

@@ -71,9 +71,15 @@ uint16_t f32_to_f16(float value) {
 
 void store(DType t, void* base, int64_t i, float v) {
   switch (t) {
-    case DType::kF32: static_cast<float*>(base)[i] = v; break;
-    case DType::kBF16: static_cast<uint16_t*>(base)[i] = f32_to_bf16(v); break;
-    case DType::kF16: static_cast<uint16_t*>(base)[i] = f32_to_f16(v); break;
+    case DType::kF32:
+      static_cast<float*>(base)[i] = v;
+      break;
+    case DType::kBF16:
+      static_cast<uint16_t*>(base)[i] = f32_to_bf16(v);
+      break;
+    case DType::kF16:
+      static_cast<uint16_t*>(base)[i] = f32_to_f16(v);
+      break;
   }
 }
 
@@ -102,16 +108,20 @@ DummyRecipe dummy_recipe(const TensorSpec& spec, uint64_t seed) {
     r.init = DummyInit::kLinear;
     int64_t fan_in = 1;
     for (size_t d = 1; d < spec.shape.size(); ++d) fan_in *= spec.shape[d];
-    r.stddev = static_cast<float>(1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(fan_in, 1))));
+    r.stddev =
+        static_cast<float>(1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(fan_in, 1))));
   }
   return r;
 }
 
 float dummy_value(const DummyRecipe& r, int64_t i) {
   switch (r.init) {
-    case DummyInit::kNormWeight: return static_cast<float>(0.5 + uniform(r.key, i));
-    case DummyInit::kALog: return static_cast<float>(std::log(1.0 + 15.0 * uniform(r.key, i)));
-    default: break;
+    case DummyInit::kNormWeight:
+      return static_cast<float>(0.5 + uniform(r.key, i));
+    case DummyInit::kALog:
+      return static_cast<float>(std::log(1.0 + 15.0 * uniform(r.key, i)));
+    default:
+      break;
   }
   const uint64_t pair = static_cast<uint64_t>(i) >> 1;
   const double rad = std::sqrt(-2.0 * std::log(uniform(r.key, 2 * pair)));

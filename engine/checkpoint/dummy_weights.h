@@ -21,8 +21,8 @@ enum class DummyInit : uint8_t { kNormWeight, kALog, kDtBias, kRouterBias, kEmbe
 
 struct DummyRecipe {
   DummyInit init = DummyInit::kLinear;
-  uint64_t key = 0;     // per-tensor stream key: mix(seed, FNV-1a(name))
-  float stddev = 1.f;   // normal draws only
+  uint64_t key = 0;    // per-tensor stream key: mix(seed, FNV-1a(name))
+  float stddev = 1.f;  // normal draws only
 };
 
 DummyRecipe dummy_recipe(const TensorSpec& spec, uint64_t seed);

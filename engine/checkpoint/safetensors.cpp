@@ -29,13 +29,14 @@ struct DTypeEntry {
 // Every dtype the safetensors format defines, so offsets of unsupported tensors can still be
 // checked. (Sub-byte F4/F6 formats are not listed: their sizes are not whole bytes.)
 constexpr DTypeEntry kDTypes[] = {
-    {"BOOL", 1},    {"U8", 1},      {"I8", 1},       {"F8_E5M2", 1},  {"F8_E4M3", 1},
-    {"F8_E8M0", 1}, {"I16", 2},     {"U16", 2},      {"F16", 2},      {"BF16", 2},
-    {"I32", 4},     {"U32", 4},     {"F32", 4},      {"I64", 8},      {"U64", 8},
-    {"F64", 8},     {"C64", 8},
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"F8_E8M0", 1},
+    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},     {"U32", 4},
+    {"F32", 4},  {"I64", 8}, {"U64", 8}, {"F64", 8},     {"C64", 8},
 };
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 }  // namespace
 
@@ -76,7 +77,9 @@ MappedFile::MappedFile(const std::string& path) {
   ::close(fd);  // the mapping keeps the file referenced
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() {
+  release();
+}
 
 MappedFile::MappedFile(MappedFile&& o) noexcept : addr_(o.addr_), size_(o.size_) {
   o.addr_ = nullptr;
@@ -106,13 +109,15 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, bool allow_unsupp
   f.path_ = path;
   f.map_ = MappedFile(path);
   const uint64_t size = f.map_.size();
-  if (size < 8) fail("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", path, size);
+  if (size < 8)
+    fail("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", path, size);
 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i)  // little-endian, independent of the host's byte order
     header_len = (header_len << 8) | static_cast<uint8_t>(f.map_.data()[i]);
   if (header_len > kMaxHeaderBytes)
-    fail("{}: header length {} exceeds the format's 100 MB limit (corrupt file?)", path, header_len);
+    fail("{}: header length {} exceeds the format's 100 MB limit (corrupt file?)", path,
+         header_len);
   if (header_len > size - 8)
     fail("{}: truncated header: header length {} but only {} bytes follow", path, header_len,
          size - 8);
@@ -159,7 +164,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, bool allow_unsupp
     if (sh == v.end() || !sh->is_array()) bad("missing or non-list 'shape'");
     uint64_t numel = 1;
     for (const json& d : *sh) {
-      if (!d.is_number_unsigned()) bad(fmt::format("shape {} has a non-integer or negative entry", sh->dump()));
+      if (!d.is_number_unsigned())
+        bad(fmt::format("shape {} has a non-integer or negative entry", sh->dump()));
       uint64_t dim = d.get<uint64_t>();
       if (dim > uint64_t(INT64_MAX) || __builtin_mul_overflow(numel, dim, &numel))
         bad(fmt::format("shape {} overflows", sh->dump()));
@@ -176,8 +182,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, bool allow_unsupp
     const uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
     if (b > e) bad(fmt::format("data_offsets [{}, {}] end before they begin", b, e));
     if (e > data_size)
-      bad(fmt::format("data_offsets [{}, {}] run past the end of the data ({} bytes; file {} bytes)",
-                      b, e, data_size, size));
+      bad(fmt::format(
+          "data_offsets [{}, {}] run past the end of the data ({} bytes; file {} bytes)", b, e,
+          data_size, size));
     if (e - b != expected_bytes)
       bad(fmt::format("data_offsets [{}, {}] hold {} bytes but shape {} x {} needs {}", b, e, e - b,
                       sh->dump(), t.dtype_name, expected_bytes));
@@ -190,7 +197,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, bool allow_unsupp
     const size_t shown = std::min<size_t>(unsupported.size(), 10);
     fail("{}: {} tensor(s) with unsupported dtype (klserve reads BF16, F16, F32): {}{}", path,
          unsupported.size(),
-         fmt::join(unsupported.begin(), unsupported.begin() + static_cast<std::ptrdiff_t>(shown), ", "),
+         fmt::join(unsupported.begin(), unsupported.begin() + static_cast<std::ptrdiff_t>(shown),
+                   ", "),
          unsupported.size() > shown ? ", ..." : "");
   }
 
@@ -198,8 +206,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, bool allow_unsupp
   std::vector<const SafetensorsTensor*> order;
   for (const auto& t : f.tensors_)
     if (t.nbytes > 0) order.push_back(&t);  // empty tensors may share any offset
-  std::sort(order.begin(), order.end(),
-            [](auto* a, auto* b) { return a->offset < b->offset; });
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
   for (size_t i = 1; i < order.size(); ++i) {
     if (order[i]->offset < order[i - 1]->offset + order[i - 1]->nbytes)
       fail("{}: tensors '{}' and '{}' overlap in the data region", path, order[i - 1]->name,

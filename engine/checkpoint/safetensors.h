@@ -36,8 +36,8 @@ class MappedFile {
 
 struct SafetensorsTensor {
   std::string name;
-  std::string dtype_name;       // as spelled in the header ("BF16", "I8", "F8_E4M3", ...)
-  std::optional<DType> dtype;   // set for the dtypes klserve reads (BF16, F16, F32)
+  std::string dtype_name;      // as spelled in the header ("BF16", "I8", "F8_E4M3", ...)
+  std::optional<DType> dtype;  // set for the dtypes klserve reads (BF16, F16, F32)
   std::vector<int64_t> shape;
   uint64_t offset = 0;  // absolute byte offset in the file
   uint64_t nbytes = 0;

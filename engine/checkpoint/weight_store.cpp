@@ -160,7 +160,8 @@ WeightStore WeightStore::open(const std::string& dir) {
   }
   for (const auto& [name, shard] : weight_map)
     if (!seen.count(name))
-      problems.push_back(fmt::format("'{}' is in weight_map ({}) but not in that shard", name, shard));
+      problems.push_back(
+          fmt::format("'{}' is in weight_map ({}) but not in that shard", name, shard));
   if (!problems.empty())
     fail("{}: index and shards disagree ({} problem(s)):\n    {}", ipath, problems.size(),
          list_some(problems));
@@ -196,7 +197,8 @@ void WeightStore::validate(const ModelConfig& config) const {
     expected_names.insert(e.name);
     auto it = index_.find(e.name);
     if (it == index_.end()) {
-      missing.push_back(fmt::format("{} {}", e.name, describe(e.shape, std::string(dtype_name(e.dtype)))));
+      missing.push_back(
+          fmt::format("{} {}", e.name, describe(e.shape, std::string(dtype_name(e.dtype)))));
       continue;
     }
     const TensorInfo& t = tensors_[it->second];
@@ -204,9 +206,9 @@ void WeightStore::validate(const ModelConfig& config) const {
     if (shape_ok && t.dtype) continue;
     std::string want = describe(e.shape, std::string(dtype_name(e.dtype)));
     if (!e.alt_shape.empty()) want += fmt::format(" or {}", format_shape(e.alt_shape));
-    misshaped.push_back(fmt::format("{}: stored {} in {}, expected {}{}", e.name,
-                                    describe(t.shape, t.dtype_name), fs::path(t.file).filename().string(),
-                                    want, t.dtype ? "" : " (unsupported dtype)"));
+    misshaped.push_back(fmt::format(
+        "{}: stored {} in {}, expected {}{}", e.name, describe(t.shape, t.dtype_name),
+        fs::path(t.file).filename().string(), want, t.dtype ? "" : " (unsupported dtype)"));
   }
   for (const TensorInfo& t : tensors_)
     if (!expected_names.count(t.name))
@@ -218,7 +220,8 @@ void WeightStore::validate(const ModelConfig& config) const {
       "{} unexpected, {} misshaped or of unsupported dtype",
       source_, config.source, expected.size(), tensors_.size(), missing.size(), unexpected.size(),
       misshaped.size());
-  if (!missing.empty()) msg += fmt::format("\n  missing ({}):\n    {}", missing.size(), list_some(missing));
+  if (!missing.empty())
+    msg += fmt::format("\n  missing ({}):\n    {}", missing.size(), list_some(missing));
   if (!unexpected.empty())
     msg += fmt::format("\n  unexpected ({}):\n    {}", unexpected.size(), list_some(unexpected));
   if (!misshaped.empty())

@@ -1,6 +1,7 @@
 // WeightStore: every tensor of a model, by its checkpoint name, either mmapped from a hub-layout
 // directory (index + shards, or one model.safetensors) or owned dummy buffers. Opening reads only
-// headers; validate() checks names/shapes/dtypes against the config's table and reports all problems.
+// headers; validate() checks names/shapes/dtypes against the config's table and reports all
+// problems.
 #pragma once
 
 #include <cstddef>
@@ -44,8 +45,8 @@ class WeightStore {
   static WeightStore open(const std::string& dir);
   // open(dir) then validate(config).
   static WeightStore open(const std::string& dir, const ModelConfig& config);
-  // Every tensor of expected_tensors(config) with seeded values (engine/checkpoint/dummy_weights.h);
-  // the same seed gives the same bytes.
+  // Every tensor of expected_tensors(config) with seeded values
+  // (engine/checkpoint/dummy_weights.h); the same seed gives the same bytes.
   static WeightStore dummy(const ModelConfig& config, uint64_t seed);
   static WeightStore load(LoadFormat format, const std::string& dir, const ModelConfig& config,
                           uint64_t seed = 0);

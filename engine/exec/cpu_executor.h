@@ -33,14 +33,22 @@ class CpuExecutor final : public Executor {
   StepResult run_now(const StepPlan& plan, const ActivationSink& sink = {});
 
  private:
+  // A registered sequence: how it samples and what it has generated (penalties, positions).
+  struct SeqState {
+    SeqSampling reg;
+    std::vector<int32_t> outputs;
+  };
+
   void worker_loop();
   StepResult execute(StepPlan plan, const ActivationSink& sink);
+  void sample(const SeqStep& step, SeqOutput& out);
 
   ModelConfig config_;
   ModelWeights weights_;
   CpuCaches caches_;
   // Token each sequence sampled in its latest step (resolves kPrevSampledToken).
   std::unordered_map<int64_t, int32_t> last_sampled_;
+  std::unordered_map<int64_t, SeqState> seq_states_;
 
   std::mutex mu_;
   std::condition_variable cv_;

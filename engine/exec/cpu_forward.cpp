@@ -65,6 +65,15 @@ void CpuCaches::copy_block(int32_t src, int32_t dst) {
               block_values_ * sizeof(float));
 }
 
+void CpuCaches::copy_page(int32_t src, int32_t dst) {
+  KL_CHECK(src >= 0 && src < num_pages_ && dst >= 0 && dst < num_pages_,
+           "page copy {} -> {} out of range [0, {})", src, dst, num_pages_);
+  const int64_t page_values = kPageSize * spec_.mla_values_per_token;
+  for (auto& layer : mla_)
+    std::memcpy(layer.data() + dst * page_values, layer.data() + src * page_values,
+                page_values * sizeof(float));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward pass
 

@@ -31,6 +31,8 @@ class CpuCaches {
 
   void reset_block(int32_t block);
   void copy_block(int32_t src, int32_t dst);
+  // Copies one page of every MLA layer.
+  void copy_page(int32_t src, int32_t dst);
 
  private:
   void check_block(int32_t block) const;

@@ -12,9 +12,13 @@ namespace kl::kernels {
 namespace {
 
 // torch.nn.functional.softplus(x, beta=1, threshold=20), as FLA's fused_kda_gate uses it.
-float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
+float softplus(float x) {
+  return x > 20.f ? x : std::log1p(std::exp(x));
+}
 
-float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+float sigmoid(float x) {
+  return 1.f / (1.f + std::exp(-x));
+}
 
 }  // namespace
 

@@ -114,7 +114,8 @@ void mla_unabsorb_ref(const MlaUnabsorbParams& p) {
     for (int64_t t = 0; t < p.num_tokens; ++t) {
       const float* ol = p.out_lat + (t * H + h) * lora;
       float* out = p.out + t * H * p.v_dim + h * p.v_dim;
-      for (int64_t i = 0; i < p.v_dim; ++i) out[i] = detail::dot_f32(wuv.data() + i * lora, ol, lora);
+      for (int64_t i = 0; i < p.v_dim; ++i)
+        out[i] = detail::dot_f32(wuv.data() + i * lora, ol, lora);
     }
   }
 }

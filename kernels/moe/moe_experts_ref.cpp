@@ -56,8 +56,8 @@ void moe_experts_ref(const MoeExpertsParams& p) {
            p.top_k);
   const int64_t hidden = p.w2[0].rows;  // every expert has the same shape (checked per expert)
   const int64_t K = p.top_k;
-  std::vector<float> y;                  // [block tokens * top_k, hidden] expert outputs
-  std::vector<float> xg, yg;             // gathered rows of one expert
+  std::vector<float> y;       // [block tokens * top_k, hidden] expert outputs
+  std::vector<float> xg, yg;  // gathered rows of one expert
   std::vector<float> h_gate, h_up;
   std::vector<std::vector<int64_t>> by_expert;  // expert -> pair indices (t * top_k + i)
 

@@ -18,8 +18,8 @@ float inv_rms(const float* v, int64_t dim, float eps) {
 }
 
 std::vector<float> weight_f32(const WeightView& w, int64_t dim, const char* what) {
-  KL_CHECK(w.data && w.numel() == dim, "{}: weight has {} values, expected dim {}", what,
-           w.numel(), dim);
+  KL_CHECK(w.data && w.numel() == dim, "{}: weight has {} values, expected dim {}", what, w.numel(),
+           dim);
   std::vector<float> out(dim);
   for (int64_t i = 0; i < dim; ++i) out[i] = w.at(i);
   return out;

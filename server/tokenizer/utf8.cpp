@@ -118,6 +118,18 @@ size_t complete_utf8_prefix(std::string_view s, size_t& invalid_at) {
   return i;
 }
 
+size_t utf8_incomplete_tail(std::string_view s) {
+  // A sequence is at most 4 bytes, so only the last 3 bytes can start an unfinished one.
+  const size_t from = s.size() > 3 ? s.size() - 3 : 0;
+  for (size_t i = from; i < s.size(); ++i) {
+    const auto b = static_cast<uint8_t>(s[i]);
+    if (b < 0xC0) continue;  // ASCII or continuation: cannot start the tail
+    const SeqScan sc = scan_seq(s, i);
+    if (sc.need != 0 && sc.have < sc.need && i + sc.have == s.size()) return s.size() - i;
+  }
+  return 0;
+}
+
 std::string sanitize_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());

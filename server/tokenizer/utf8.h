@@ -30,6 +30,10 @@ inline bool is_valid_utf8(std::string_view s) { return find_invalid_utf8(s) == s
 // first such byte, npos if none) so that the caller can replace them.
 size_t complete_utf8_prefix(std::string_view s, size_t& invalid_at);
 
+// Number of trailing bytes that form a valid but unfinished sequence (0..3): what a streaming
+// decoder holds back until the next bytes arrive.
+size_t utf8_incomplete_tail(std::string_view s);
+
 // Replaces every invalid sequence by U+FFFD (one per maximal invalid subpart, like Python's
 // errors="replace" and the WHATWG decoder).
 std::string sanitize_utf8(std::string_view s);

@@ -40,10 +40,13 @@ std::vector<SeqRecord> run_scripted(Executor& exec, int64_t vocab,
   // Plans are built ahead from the script alone: decode inputs are kPrevSampledToken, so step
   // N+1 can be submitted before step N is collected (the pipelined contract of the executor).
   std::vector<StepPlan> plans;
+  std::vector<int64_t> finished;  // reported to the executor in the following plan
   for (int step = 0;; ++step) {
     bool any_left = false;
     StepPlan plan;
     plan.step_id = static_cast<uint64_t>(step);
+    plan.return_logits = true;
+    plan.finished_seqs.swap(finished);
     for (size_t i = 0; i < seqs.size(); ++i) {
       const ScriptedSeq& s = seqs[i];
       SeqState& q = st[i];
@@ -77,7 +80,7 @@ std::vector<SeqRecord> run_scripted(Executor& exec, int64_t vocab,
       ss.page_table = q.pages;
       if (q.pos >= prompt_len && q.decodes_left <= 0) {
         q.done = true;
-        plan.finished_seqs.push_back(ss.seq_id);
+        finished.push_back(ss.seq_id);
       }
       plan.seqs.push_back(std::move(ss));
     }

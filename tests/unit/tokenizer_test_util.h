@@ -14,7 +14,7 @@ const std::string& tokenizer_training_text();
 
 // A Kimi-mode tokenizer with `num_regular` regular tokens (trained once per size, cached) and the
 // spec §6.1 special table at ids num_regular + offset.
-std::shared_ptr<const kl::tok::Tokenizer> small_kimi_tokenizer(int num_regular = 1024);
+std::shared_ptr<const kl::tok::Tokenizer> small_kimi_tokenizer(int num_regular = 512);
 
 // Writes tiktoken.model (and tokenizer_config.json when `config` is not null) into `dir`.
 void write_tokenizer_dir(const std::string& dir, const kl::tok::BpeRanks& ranks,

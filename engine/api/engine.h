@@ -1,0 +1,96 @@
+// The Engine facade: owns the engine thread, the Scheduler and the injected Executor. Front-end
+// threads only submit, cancel and read their RequestStreams. The loop is pipelined: step N+1 is
+// planned and submitted while step N runs (principle 10).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/api/request_stream.h"
+#include "engine/api/sampling_params.h"
+#include "engine/exec/executor.h"
+#include "engine/sched/scheduler.h"
+
+namespace kl {
+
+struct EngineConfig {
+  SchedulerConfig scheduler;
+  int64_t vocab_size = 0;
+  int64_t max_num_waiting = 1024;  // requests queued beyond the running set; more are refused
+  uint64_t seed = 0;               // seeds of unseeded requests are drawn from this
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  int priority = 0;
+};
+
+enum class SubmitStatus : uint8_t { kOk, kInvalid, kOverloaded, kShuttingDown };
+
+struct SubmitResult {
+  SubmitStatus status = SubmitStatus::kOk;
+  std::string error;  // why, for anything but kOk
+  std::shared_ptr<RequestStream> stream;
+};
+
+struct EngineStats {
+  int num_running = 0;
+  int num_waiting = 0;                // sequences waiting in the scheduler (preempted ones too)
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  int64_t num_prompt_tokens = 0;      // prompt tokens of admitted requests
+  int64_t num_generation_tokens = 0;  // sampled tokens delivered
+  double page_usage = 0;              // fraction of MLA pages in use
+  double state_block_usage = 0;       // fraction of KDA state blocks in use
+};
+
+class Engine {
+ public:
+  Engine(EngineConfig config, std::unique_ptr<Executor> executor);
+  ~Engine();  // stop(): aborts what is left, joins the thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and queues a request; fails fast (kOverloaded) when max_num_waiting requests wait.
+  SubmitResult submit(GenerateRequest request);
+  // Aborts a request: its caches are released at the next step boundary and its stream ends with
+  // FinishReason::kAbort. Unknown or finished ids are ignored.
+  void cancel(int64_t request_id);
+  EngineStats stats() const;
+  // Stops accepting requests; with drain, waits until running and waiting requests finish.
+  void shutdown(bool drain);
+
+ private:
+  void loop();
+  void take_inbox();
+  void dispatch(const std::vector<SeqEvent>& events);
+  void publish_stats();
+
+  const EngineConfig config_;
+  std::unique_ptr<Executor> executor_;
+  Scheduler scheduler_;  // engine thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<GenerateRequest, std::shared_ptr<RequestStream>>> inbox_;
+  std::vector<int64_t> cancels_;
+  bool accepting_ = true;
+  bool stop_ = false;
+  int64_t next_request_id_ = 0;
+  uint64_t seed_state_;
+  EngineStats stats_;
+
+  std::unordered_map<int64_t, std::shared_ptr<RequestStream>> streams_;  // engine thread only
+  std::thread thread_;  // last: starts once everything above exists
+};
+
+}  // namespace kl

@@ -1,0 +1,39 @@
+// CUDA RMSNorm (optionally fused with the residual add), templated on the activation type (float
+// or __nv_bfloat16). Same semantics as rmsnorm_ref (kernels/norm/rmsnorm.h) on device pointers.
+// No CUDA header is needed to include this: the stream and bf16 types are forward-declared.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/core/weight_view.h"
+
+struct CUstream_st;    // cudaStream_t is CUstream_st*
+struct __nv_bfloat16;  // cuda_bf16.h declares it the same way
+
+namespace kl::kernels {
+
+// If residual != nullptr: residual[r] += x[r] (stored in T), then out[r] = norm(residual[r]) * w;
+// otherwise out[r] = norm(x[r]) * w, with norm(v) = v / sqrt(mean(v^2) + eps) in fp32. As in the
+// reference model the normalised value is rounded to T before the multiply by the weight (a no-op
+// for T = float, where the result matches rmsnorm_ref's formula).
+template <typename T>
+struct RmsNormCudaParams {
+  const T* x = nullptr;   // [num_rows, dim] device
+  T* residual = nullptr;  // [num_rows, dim] device, in/out, optional
+  WeightView weight;      // [dim] device data; f32, bf16 or f16
+  float eps = 1e-5f;
+  int64_t num_rows = 0;
+  int64_t dim = 0;
+  T* out = nullptr;  // [num_rows, dim] device; may alias x
+};
+
+// Checks the parameters (throws kl::Error naming the problem) and enqueues the kernel on
+// `stream` (nullptr = the legacy default stream). Instantiated for float and __nv_bfloat16.
+template <typename T>
+void rmsnorm_cuda(const RmsNormCudaParams<T>& p, CUstream_st* stream);
+
+extern template void rmsnorm_cuda<float>(const RmsNormCudaParams<float>&, CUstream_st*);
+extern template void rmsnorm_cuda<__nv_bfloat16>(const RmsNormCudaParams<__nv_bfloat16>&,
+                                                 CUstream_st*);
+
+}  // namespace kl::kernels
