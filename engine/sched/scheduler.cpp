@@ -32,6 +32,17 @@ bool Scheduler::before(const Sequence& a, const Sequence& b) const {
   return a.index < b.index;
 }
 
+void Scheduler::insert_sorted(std::vector<Sequence*>& list, Sequence* s) const {
+  auto pos = std::upper_bound(list.begin(), list.end(), s,
+                              [&](const Sequence* a, const Sequence* b) { return before(*a, *b); });
+  list.insert(pos, s);
+}
+
+void Scheduler::remove_from(std::vector<Sequence*>& list, const Sequence* s) {
+  auto it = std::find(list.begin(), list.end(), s);
+  if (it != list.end()) list.erase(it);
+}
+
 void Scheduler::add_request(int64_t request_id, std::vector<int32_t> prompt,
                             std::shared_ptr<const SamplingParams> params, uint64_t seed,
                             int priority) {
@@ -73,12 +84,11 @@ void Scheduler::add_request(int64_t request_id, std::vector<int32_t> prompt,
     s.max_total_tokens = max_total;
     s.num_forks_pending = share_prefill ? n - 1 : 0;
     req.seq_ids.push_back(s.id);
-    waiting_.push_back(s.id);
-    seqs_.emplace(s.id, std::move(s));
+    const int64_t id = s.id;
+    Sequence* stored = &seqs_.emplace(id, std::move(s)).first->second;
+    insert_sorted(waiting_, stored);
   }
   req.num_unfinished = n;
-  std::stable_sort(waiting_.begin(), waiting_.end(),
-                   [&](int64_t a, int64_t b) { return before(seqs_.at(a), seqs_.at(b)); });
 }
 
 const Sequence* Scheduler::find(int64_t seq_id) const {
@@ -113,10 +123,8 @@ void Scheduler::preempt(Sequence& s) {
   s.registered = false;  // re-registered (with its outputs so far) when it resumes
   ++s.num_preemptions;
   ++num_preemptions_;
-  running_.erase(std::find(running_.begin(), running_.end(), s.id));
-  waiting_.push_back(s.id);
-  std::stable_sort(waiting_.begin(), waiting_.end(),
-                   [&](int64_t a, int64_t b) { return before(seqs_.at(a), seqs_.at(b)); });
+  remove_from(running_, &s);
+  insert_sorted(waiting_, &s);
   finished_unreported_.push_back(s.id);  // the executor drops its sampling state too
 }
 
@@ -124,17 +132,18 @@ void Scheduler::preempt(Sequence& s) {
 // yet in this step's plan, `s` itself last. Returns false when `s` was preempted.
 bool Scheduler::make_room(Sequence& s, int64_t tokens, const std::vector<int64_t>& in_plan) {
   while (!coord_.grow(s.cache, tokens)) {
-    int64_t victim = -1;
+    Sequence* victim = nullptr;
     for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-      if (*it == s.id || std::find(in_plan.begin(), in_plan.end(), *it) != in_plan.end()) continue;
+      if (*it == &s || std::find(in_plan.begin(), in_plan.end(), (*it)->id) != in_plan.end())
+        continue;
       victim = *it;
       break;
     }
-    if (victim < 0) {
+    if (!victim) {
       preempt(s);
       return false;
     }
-    preempt(seqs_.at(victim));
+    preempt(*victim);
   }
   return true;
 }
@@ -164,8 +173,7 @@ bool Scheduler::fork_children(Sequence& parent, StepPlan& plan, std::vector<int6
     req.seq_ids.push_back(child.id);
     --parent.num_forks_pending;
     const int64_t id = child.id;
-    seqs_.emplace(id, std::move(child));
-    running_.push_back(id);
+    insert_sorted(running_, &seqs_.emplace(id, std::move(child)).first->second);
     (void)in_plan;
   }
   return true;
@@ -218,28 +226,25 @@ StepPlan Scheduler::schedule() {
   std::vector<int64_t> in_plan;
   const int64_t preemptions_before = num_preemptions_;
 
-  // 1. Running sequences, decodes (one token to compute) before prefill chunks, each group in
-  //    priority order. n > 1 parents fork once their shared prefix is scheduled.
-  std::vector<int64_t> order = running_;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    const Sequence& sa = seqs_.at(a);
-    const Sequence& sb = seqs_.at(b);
-    const bool da = sa.num_tokens() - sa.num_computed_tokens == 1;
-    const bool db = sb.num_tokens() - sb.num_computed_tokens == 1;
-    if (da != db) return da;
-    return before(sa, sb);
-  });
-  for (size_t i = 0; i < order.size() && budget > 0; ++i) {
-    auto it = seqs_.find(order[i]);
-    if (it == seqs_.end() || it->second.status != SeqStatus::kRunning) continue;  // preempted
-    Sequence& s = it->second;
-    if (s.num_forks_pending > 0 && s.num_computed_tokens == s.fork_point()) {
-      const size_t before_fork = running_.size();
-      if (!fork_children(s, plan, in_plan)) continue;
-      // Children decode their last prompt token in this same step.
-      for (size_t c = before_fork; c < running_.size(); ++c) order.push_back(running_[c]);
+  // 1. Running sequences in priority order, decodes (one token to compute) before prefill
+  //    chunks. n > 1 parents fork once their shared prefix is scheduled; the children decode
+  //    their last prompt token in the same step (they join the second pass).
+  std::vector<Sequence*> order = running_;  // preemption edits running_ while we walk
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < order.size() && budget > 0; ++i) {
+      Sequence& s = *order[i];
+      if (s.status != SeqStatus::kRunning) continue;  // preempted earlier in this step
+      const bool decode = s.num_tokens() - s.num_computed_tokens == 1;
+      if (decode != (pass == 0)) continue;
+      if (s.num_forks_pending > 0 && s.num_computed_tokens == s.fork_point()) {
+        const std::vector<Sequence*> before_fork = running_;
+        if (!fork_children(s, plan, in_plan)) continue;
+        for (Sequence* c : running_)
+          if (std::find(before_fork.begin(), before_fork.end(), c) == before_fork.end())
+            order.push_back(c);
+      }
+      schedule_chunk(s, budget, plan, in_plan);
     }
-    schedule_chunk(s, budget, plan, in_plan);
   }
 
   // 2. Admissions in priority order while budget, sequences and caches allow. A sequence whose
@@ -248,7 +253,7 @@ StepPlan Scheduler::schedule() {
   const bool preempted = num_preemptions_ != preemptions_before;
   while (!preempted && budget > 0 && !waiting_.empty() &&
          static_cast<int>(running_.size()) < config_.max_num_seqs) {
-    Sequence& s = seqs_.at(waiting_.front());
+    Sequence& s = *waiting_.front();
     if (s.num_pending > 0) break;
     int64_t first = std::min(s.num_tokens(), budget);
     if (s.num_forks_pending > 0) first = std::min(first, std::max<int64_t>(s.fork_point(), 1));
@@ -259,11 +264,9 @@ StepPlan Scheduler::schedule() {
     if (!coord_.admit(s.cache, first)) break;
     waiting_.erase(waiting_.begin());
     s.status = SeqStatus::kRunning;
-    running_.push_back(s.id);
+    insert_sorted(running_, &s);
     if (!schedule_chunk(s, budget, plan, in_plan)) break;
   }
-  std::stable_sort(running_.begin(), running_.end(),
-                   [&](int64_t a, int64_t b) { return before(seqs_.at(a), seqs_.at(b)); });
   if (config_.check_invariants) check_invariants();
   return plan;
 }
@@ -291,9 +294,9 @@ SeqEvent Scheduler::event_of(const Sequence& s) const {
 void Scheduler::finish(Sequence& s, FinishReason reason, std::vector<SeqEvent>* events) {
   coord_.release(s.cache);
   if (s.status == SeqStatus::kRunning)
-    running_.erase(std::find(running_.begin(), running_.end(), s.id));
+    remove_from(running_, &s);
   else if (s.status == SeqStatus::kWaiting)
-    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), s.id));
+    remove_from(waiting_, &s);
   s.status = SeqStatus::kFinished;
   s.finish = reason;
   if (s.registered) finished_unreported_.push_back(s.id);
@@ -382,7 +385,7 @@ void Scheduler::check_invariants() const {
   for (const auto& [id, s] : seqs_) {
     KL_CHECK(s.status != SeqStatus::kFinished, "finished sequence {} still listed", id);
     const bool running = s.status == SeqStatus::kRunning;
-    KL_CHECK(running == (std::count(running_.begin(), running_.end(), id) == 1),
+    KL_CHECK(running == (std::count(running_.begin(), running_.end(), &s) == 1),
              "sequence {} running state disagrees with the running list", id);
     KL_CHECK(running || s.cache.empty(), "waiting sequence {} holds caches", id);
     KL_CHECK(!running || s.cache.state_block >= 0, "running sequence {} has no state block", id);

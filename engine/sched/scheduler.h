@@ -79,6 +79,8 @@ class Scheduler {
   };
 
   bool before(const Sequence& a, const Sequence& b) const;  // scheduling priority order
+  void insert_sorted(std::vector<Sequence*>& list, Sequence* s) const;
+  static void remove_from(std::vector<Sequence*>& list, const Sequence* s);
   bool schedule_chunk(Sequence& s, int64_t& budget, StepPlan& plan, std::vector<int64_t>& in_plan);
   bool make_room(Sequence& s, int64_t tokens, const std::vector<int64_t>& in_plan);
   void preempt(Sequence& s);
@@ -92,8 +94,10 @@ class Scheduler {
   CacheCoordinator coord_;
   std::map<int64_t, Sequence> seqs_;  // live sequences by id
   std::map<int64_t, Request> requests_;
-  std::vector<int64_t> running_;  // ids, kept in priority order
-  std::vector<int64_t> waiting_;  // ids, kept in priority order
+  // Both lists hold pointers into seqs_ (std::map nodes do not move) in priority order, so a step
+  // walks them without lookups or sorting.
+  std::vector<Sequence*> running_;
+  std::vector<Sequence*> waiting_;
   std::vector<int64_t> finished_unreported_;  // sent to the executor in the next plan
   int64_t next_seq_id_ = 0;
   uint64_t next_arrival_ = 0;

@@ -28,7 +28,8 @@
 //  8. u = sampling_uniform(seed, position); target = u * S where S is the kept mass summed in
 //     canonical order; walk the kept tokens in canonical order accumulating w and pick the first
 //     whose inclusive sum is > target (the last kept token if rounding leaves none). Scaling the
-//     target by S is the renormalisation.
+//     target by S is the renormalisation. The uniform: u = (x >> 11) * 2^-53 with
+//     x = sm(sm(seed) ^ position), sm = one splitmix64 step (add 0x9E3779B97F4A7C15, finalize).
 // If step 5 leaves no token above -inf, the row falls back to the arg-max of the raw logits
 // (NaN as -inf; token 0 if those are all -inf too): processors that remove every token are a
 // caller error, and the model's own choice is the least surprising answer.

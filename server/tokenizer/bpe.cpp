@@ -80,7 +80,8 @@ void BpeRanks::merge_small(std::string_view piece, std::vector<TokenId>& out) co
   for (size_t i = 0; i < len; ++i) parts[i] = {static_cast<uint32_t>(i), kNoRank};
   for (size_t i = 0; i + 1 < n; ++i) parts[i].rank = rank_or_none(piece.substr(i, 2));
   auto pair_rank = [&](size_t i) {
-    if (i + 3 < len) return rank_or_none(piece.substr(parts[i].start, parts[i + 3].start - parts[i].start));
+    if (i + 3 < len)
+      return rank_or_none(piece.substr(parts[i].start, parts[i + 3].start - parts[i].start));
     return kNoRank;
   };
   while (len > 1) {
@@ -99,7 +100,8 @@ void BpeRanks::merge_small(std::string_view piece, std::vector<TokenId>& out) co
     --len;
   }
   for (size_t i = 0; i + 1 < len; ++i) {
-    const TokenId r = rank_or_none(piece.substr(parts[i].start, parts[i + 1].start - parts[i].start));
+    const TokenId r =
+        rank_or_none(piece.substr(parts[i].start, parts[i + 1].start - parts[i].start));
     if (r == kNoRank) fail("BPE: a byte of the input has no rank (incomplete vocabulary)");
     out.push_back(r);
   }

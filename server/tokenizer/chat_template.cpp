@@ -60,7 +60,8 @@ void render_tool_calls(const json& calls, size_t i, size_t& call_counter, Segmen
     if (fn == call.end() || !fn->is_object())
       fail("messages[{}].tool_calls[{}] has no 'function' object", i, k);
     std::string id;
-    if (const auto it = call.find("id"); it != call.end() && it->is_string()) id = it->get<std::string>();
+    if (const auto it = call.find("id"); it != call.end() && it->is_string())
+      id = it->get<std::string>();
     if (id.empty()) {
       const auto name = fn->find("name");
       if (name == fn->end() || !name->is_string())
@@ -72,7 +73,8 @@ void render_tool_calls(const json& calls, size_t i, size_t& call_counter, Segmen
     w.text(id);
     w.control("<|tool_call_argument_begin|>");
     const auto args = fn->find("arguments");
-    if (args != fn->end()) w.text(args->is_string() ? args->get<std::string>() : python_json_dumps(*args));
+    if (args != fn->end())
+      w.text(args->is_string() ? args->get<std::string>() : python_json_dumps(*args));
     w.control("<|tool_call_end|>");
   }
   w.control("<|tool_calls_section_end|>");
@@ -184,13 +186,15 @@ const std::string_view kBuiltinKimiChatTemplate =
     "{%- if message['role'] == 'assistant' and message.get('tool_calls') -%}"
     "{{ text }}<|tool_calls_section_begin|>"
     "{%- for tc in message['tool_calls'] -%}"
-    "<|tool_call_begin|>{{ tc.get('id') or ('functions.' ~ tc['function']['name'] ~ ':' ~ ns.calls) }}"
+    "<|tool_call_begin|>{{ tc.get('id') or ('functions.' ~ tc['function']['name'] ~ ':' ~ "
+    "ns.calls) }}"
     "<|tool_call_argument_begin|>"
     "{%- if tc['function']['arguments'] is string -%}{{ tc['function']['arguments'] }}"
     "{%- else -%}{{ tc['function']['arguments'] | tojson }}{%- endif -%}"
     "<|tool_call_end|>{%- set ns.calls = ns.calls + 1 -%}"
     "{%- endfor -%}<|tool_calls_section_end|>"
-    "{%- elif message['role'] == 'tool' -%}## Return of {{ message.get('tool_call_id') or '' }}\n{{ text }}"
+    "{%- elif message['role'] == 'tool' -%}## Return of {{ message.get('tool_call_id') or '' "
+    "}}\n{{ text }}"
     "{%- else -%}{{ text }}{%- endif -%}"
     "<|im_end|>"
     "{%- endfor -%}"
@@ -220,7 +224,8 @@ void log_chat_template(const ChatTemplateInfo& info) {
   if (info.sha256.empty()) {
     log->info("chat template: none in the checkpoint; using the built-in Kimi renderer");
   } else if (info.name) {
-    log->info("chat template: sha256 {} is known ({}); rendering natively", info.sha256, *info.name);
+    log->info("chat template: sha256 {} is known ({}); rendering natively", info.sha256,
+              *info.name);
   } else {
     log->warn("chat template: sha256 {} is not a known template; using the built-in Kimi renderer",
               info.sha256);

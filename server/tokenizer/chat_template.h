@@ -64,7 +64,7 @@ RenderedChat render_chat(const nlohmann::json& messages, const nlohmann::json& t
 extern const std::string_view kBuiltinKimiChatTemplate;
 
 struct ChatTemplateInfo {
-  std::string sha256;              // empty when the checkpoint has no template
+  std::string sha256;               // empty when the checkpoint has no template
   std::optional<std::string> name;  // set when the hash is a known one
 };
 

@@ -85,7 +85,9 @@ Emoji: 😀 😂 👍 ❤️ 🎉 🚀 ✅ ❌ ⭐ 🔥
 
 }  // namespace
 
-std::string_view default_tokenizer_corpus() { return kCorpus; }
+std::string_view default_tokenizer_corpus() {
+  return kCorpus;
+}
 
 BpeRanks train_default_ranks(TokenId num_regular) {
   // Numbers are common in chats: add every 1-3 digit group so that they have tokens too.
@@ -98,7 +100,7 @@ nlohmann::json default_tokenizer_config(TokenId num_regular) {
   nlohmann::json added = nlohmann::json::object();
   for (const auto& n : kimi_named_specials()) {
     added[std::to_string(num_regular + n.offset)] = {
-        {"content", n.text}, {"lstrip", false}, {"normalized", false},
+        {"content", n.text}, {"lstrip", false},      {"normalized", false},
         {"rstrip", false},   {"single_word", false}, {"special", n.special}};
   }
   return {

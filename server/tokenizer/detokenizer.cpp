@@ -21,7 +21,8 @@ DetokenizerDelta IncrementalDetokenizer::push(TokenId id) {
   if (!bytes) return {};
   pending_bytes_ += *bytes;
   const size_t tail = utf8_incomplete_tail(pending_bytes_);
-  std::string ready = sanitize_utf8(std::string_view(pending_bytes_).substr(0, pending_bytes_.size() - tail));
+  std::string ready =
+      sanitize_utf8(std::string_view(pending_bytes_).substr(0, pending_bytes_.size() - tail));
   pending_bytes_.erase(0, pending_bytes_.size() - tail);
   return feed_text(std::move(ready), /*final=*/false);
 }

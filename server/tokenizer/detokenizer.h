@@ -22,8 +22,8 @@ struct DetokenizerOptions {
 };
 
 struct DetokenizerDelta {
-  std::string text;                       // new text, valid UTF-8 (may be empty)
-  std::optional<size_t> stop_index;       // set once, when a stop string matched
+  std::string text;                  // new text, valid UTF-8 (may be empty)
+  std::optional<size_t> stop_index;  // set once, when a stop string matched
 };
 
 class IncrementalDetokenizer {

@@ -13,13 +13,27 @@ void dump_string(const std::string& s, std::string& out) {
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           out += "\\u00";
@@ -59,7 +73,9 @@ void dump(const nlohmann::json& v, std::string& out) {
       out.push_back(']');
       break;
     }
-    case nlohmann::json::value_t::string: dump_string(v.get_ref<const std::string&>(), out); break;
+    case nlohmann::json::value_t::string:
+      dump_string(v.get_ref<const std::string&>(), out);
+      break;
     case nlohmann::json::value_t::number_float: {
       const double d = v.get<double>();
       if (std::isnan(d)) {
@@ -73,8 +89,12 @@ void dump(const nlohmann::json& v, std::string& out) {
       }
       break;
     }
-    case nlohmann::json::value_t::discarded: out += "null"; break;
-    default: out += v.dump(); break;  // null, booleans, integers: identical spelling
+    case nlohmann::json::value_t::discarded:
+      out += "null";
+      break;
+    default:
+      out += v.dump();
+      break;  // null, booleans, integers: identical spelling
   }
 }
 

@@ -63,7 +63,7 @@ std::vector<SpecialToken> kimi_default_specials(TokenId num_regular) {
 }
 
 std::optional<std::vector<SpecialToken>> kimi_specials_from_config(const nlohmann::json& config,
-                                                                    TokenId num_regular) {
+                                                                   TokenId num_regular) {
   if (!config.is_object() || !config.contains("added_tokens_decoder")) return std::nullopt;
   const auto& dec = config.at("added_tokens_decoder");
   if (!dec.is_object()) fail("tokenizer_config.json: added_tokens_decoder is not an object");
@@ -81,7 +81,8 @@ std::optional<std::vector<SpecialToken>> kimi_specials_from_config(const nlohman
     if (!val.is_object() || !val.contains("content") || !val["content"].is_string())
       fail("tokenizer_config.json: added_tokens_decoder[{}] has no string 'content'", key);
     SpecialToken s{val["content"].get<std::string>(), id, true};
-    if (val.contains("special") && val["special"].is_boolean()) s.special = val["special"].get<bool>();
+    if (val.contains("special") && val["special"].is_boolean())
+      s.special = val["special"].get<bool>();
     by_id[id] = std::move(s);
   }
   for (int off = 0; off < kKimiNumReservedSpecial; ++off) {

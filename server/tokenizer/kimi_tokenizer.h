@@ -33,7 +33,7 @@ std::vector<SpecialToken> kimi_default_specials(TokenId num_regular);
 // reserved names for the other slots of the 256-slot block. nullopt when the config has no
 // added_tokens_decoder.
 std::optional<std::vector<SpecialToken>> kimi_specials_from_config(const nlohmann::json& config,
-                                                                    TokenId num_regular);
+                                                                   TokenId num_regular);
 
 // Ids of the control tokens, looked up by text in a loaded tokenizer.
 struct KimiControlIds {

@@ -128,8 +128,10 @@ class Translator {
       case 'w':
       case 'W':
       case 'b':
-      case 'B': bad("word-class escapes are not translated");
-      default: return std::string("\\") + e;  // \r \n \t, escaped punctuation: same in PCRE2
+      case 'B':
+        bad("word-class escapes are not translated");
+      default:
+        return std::string("\\") + e;  // \r \n \t, escaped punctuation: same in PCRE2
     }
   }
 

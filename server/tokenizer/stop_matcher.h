@@ -37,7 +37,7 @@ class StopMatcher {
   std::vector<std::vector<std::pair<uint8_t, int>>> next_;  // sorted transitions per state
   std::vector<int> fail_;
   std::vector<size_t> depth_;
-  std::vector<int> out_index_;   // longest stop string that is a suffix of the state, or -1
+  std::vector<int> out_index_;  // longest stop string that is a suffix of the state, or -1
   std::vector<size_t> out_len_;
   size_t num_patterns_ = 0;
   int state_ = 0;

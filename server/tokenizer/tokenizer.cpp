@@ -132,8 +132,8 @@ std::vector<std::string_view> kimi_cut(std::string_view text, size_t max_encode_
   return out;
 }
 
-std::optional<std::pair<size_t, const SpecialToken*>> Tokenizer::find_special(
-    std::string_view text, size_t from) const {
+std::optional<std::pair<size_t, const SpecialToken*>> Tokenizer::find_special(std::string_view text,
+                                                                              size_t from) const {
   for (size_t i = from; i < text.size(); ++i) {
     const auto& cands = specials_by_first_byte_[static_cast<uint8_t>(text[i])];
     for (const SpecialToken* s : cands)
@@ -195,7 +195,9 @@ const std::string* Tokenizer::token_bytes(TokenId id) const {
   return it == special_index_.end() ? nullptr : &specials_[it->second].text;
 }
 
-bool Tokenizer::is_special(TokenId id) const { return special_index_.count(id) != 0; }
+bool Tokenizer::is_special(TokenId id) const {
+  return special_index_.count(id) != 0;
+}
 
 bool Tokenizer::is_flagged_special(TokenId id) const {
   const auto it = special_index_.find(id);

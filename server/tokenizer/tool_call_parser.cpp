@@ -10,7 +10,9 @@ namespace {
 using M = KimiToolMarkers;
 constexpr size_t kMaxHeader = 512;  // a longer header is not a tool call
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_ws(s.front())) s.remove_prefix(1);
@@ -25,7 +27,9 @@ size_t partial_marker_suffix(std::string_view s, std::string_view marker) {
   return 0;
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 }  // namespace
 
@@ -116,7 +120,9 @@ std::vector<ToolCallEvent> KimiToolCallStreamParser::finish() {
   switch (state_) {
     case State::kText:
     case State::kAfter:
-    case State::kPassthrough: content(out, std::move(buf_)); break;
+    case State::kPassthrough:
+      content(out, std::move(buf_));
+      break;
     case State::kSection:
       if (num_calls_ == 0) {
         fall_back(out);

@@ -22,7 +22,9 @@ size_t decode_utf8(std::string_view s, size_t pos, char32_t& cp);
 
 // Byte offset of the first invalid byte, or npos when the whole string is valid UTF-8.
 size_t find_invalid_utf8(std::string_view s);
-inline bool is_valid_utf8(std::string_view s) { return find_invalid_utf8(s) == std::string_view::npos; }
+inline bool is_valid_utf8(std::string_view s) {
+  return find_invalid_utf8(s) == std::string_view::npos;
+}
 
 // Streaming view of a byte buffer: how many leading bytes can be emitted now. Complete sequences
 // count; a trailing sequence that is a valid but unfinished prefix is held back; bytes that can

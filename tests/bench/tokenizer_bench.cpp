@@ -1,7 +1,8 @@
 // Tokenizer encode throughput (MB/s, one core) on English and Chinese text with the cl100k_base
 // and o200k_base vocabularies exported by tests/clients/tiktoken_export.mjs; run by
-// scripts/bench-tokenizer.sh next to js-tiktoken on the same text (tests/clients/tiktoken_bench.mjs).
-// Usage: kl_tokenizer_bench DIR   (DIR = build/tests/tiktoken_js after the js comparison ran)
+// scripts/bench-tokenizer.sh next to js-tiktoken on the same text
+// (tests/clients/tiktoken_bench.mjs). Usage: kl_tokenizer_bench DIR   (DIR =
+// build/tests/tiktoken_js after the js comparison ran)
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -34,12 +35,14 @@ int main(int argc, char** argv) {
         for (int rep = 0; rep < 5; ++rep) {
           const auto t0 = std::chrono::steady_clock::now();
           n = tok.encode(text).size();
-          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          const double s =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           best = std::min(best, s);
         }
-        std::printf("{\"impl\": \"klserve\", \"encoding\": \"%s\", \"text\": \"%s\", \"bytes\": %zu, "
-                    "\"tokens\": %zu, \"mb_per_s\": %.2f}\n",
-                    enc, name, text.size(), n, text.size() / best / 1e6);
+        std::printf(
+            "{\"impl\": \"klserve\", \"encoding\": \"%s\", \"text\": \"%s\", \"bytes\": %zu, "
+            "\"tokens\": %zu, \"mb_per_s\": %.2f}\n",
+            enc, name, text.size(), n, text.size() / best / 1e6);
       }
     }
   } catch (const std::exception& e) {

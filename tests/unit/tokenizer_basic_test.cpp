@@ -20,9 +20,10 @@ TEST_CASE("sha256 standard vectors", "[tokenizer]") {
   CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  CHECK(sha256_hex("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
-                   "klmnopqrlmnopqrsmnopqrstnopqrstu") ==
-        "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+  CHECK(
+      sha256_hex("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
+                 "klmnopqrlmnopqrsmnopqrstnopqrstu") ==
+      "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
   Sha256 s;
   const std::string chunk(1000, 'a');
   for (int i = 0; i < 1000; ++i) s.update(chunk);
@@ -61,9 +62,14 @@ TEST_CASE("utf8 helpers", "[tokenizer]") {
   size_t bad = 0;
   CHECK(complete_utf8_prefix("ab\xE4\xB8", bad) == 2);  // unfinished 世 is held back
   CHECK(bad == std::string::npos);
-  CHECK(complete_utf8_prefix("ab\xE4" "c", bad) == 2);
+  CHECK(complete_utf8_prefix("ab\xE4"
+                             "c",
+                             bad) == 2);
   CHECK(bad == 2);
-  CHECK(sanitize_utf8("a\xE4\xB8" "b\xFF") == "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
+  CHECK(sanitize_utf8("a\xE4\xB8"
+                      "b\xFF") ==
+        "a\xEF\xBF\xBD"
+        "b\xEF\xBF\xBD");
   CHECK(count_code_points("a世😀") == 3);
   CHECK(python_isspace(0x1C));
   CHECK(python_isspace(0x85));
@@ -82,8 +88,8 @@ TEST_CASE("pattern translation", "[tokenizer]") {
 
   // The complement rewrite and the lookahead rewrite agree on every code point of the BMP and
   // the first supplementary planes (both compiled by PCRE2).
-  const Pretokenizer a(translate_pattern("[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}&&[^\\p{Han}]]",
-                                         RegexDialect::kRust));
+  const Pretokenizer a(
+      translate_pattern("[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}&&[^\\p{Han}]]", RegexDialect::kRust));
   const Pretokenizer b("(?:(?![\\p{sc:Han}])[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}])");
   int mismatches = 0;
   for (char32_t cp = 1; cp < 0x32000; ++cp) {

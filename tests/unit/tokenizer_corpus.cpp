@@ -47,7 +47,8 @@ const char* const kArabic =
     "مرحبا بالعالم! هذه جملة باللغة العربية. الذكاء الاصطناعي يغير العالم. "
     "الأرقام العربية: ٠١٢٣٤٥٦٧٨٩ و ۱۲۳.";
 const char* const kEmoji =
-    "Family: 👨‍👩‍👧‍👦 couple: 👩‍❤️‍💋‍👨 flags: 🇯🇵🇫🇷🇺🇸 🏳️‍🌈 skin: 👍🏽👋🏿 keycap: 1️⃣ #️⃣ "
+    "Family: 👨‍👩‍👧‍👦 couple: 👩‍❤️‍💋‍👨 flags: 🇯🇵🇫🇷🇺🇸 🏳️‍🌈 skin: 👍🏽👋🏿 "
+    "keycap: 1️⃣ #️⃣ "
     "technologist: 👩🏾‍💻 mixed😀text🎉here ❤️‍🔥 🧑‍🤝‍🧑";
 const char* const kDigits =
     "1234567890 12 123 1234 12345 3.14159 -42 +7 1e10 0x1F 1,000,000 2024-06-07 "
@@ -56,9 +57,9 @@ const char* const kDigits =
 // Code points in a few useful blocks, to make random strings that exercise the pattern's
 // alternatives (letters with marks, apostrophes, digits, punctuation, whitespace).
 const std::vector<std::pair<char32_t, char32_t>> kMixRanges = {
-    {0x20, 0x7E},     {0x09, 0x0D},     {0xA0, 0x17F},    {0x300, 0x36F},  {0x391, 0x3C9},
-    {0x410, 0x44F},   {0x5D0, 0x5EA},   {0x600, 0x6FF},   {0x900, 0x97F},  {0xE00, 0xE5B},
-    {0x1100, 0x11FF}, {0x2000, 0x206F}, {0x3000, 0x30FF}, {0x4E00, 0x4FFF}, {0xAC00, 0xAD00},
+    {0x20, 0x7E},     {0x09, 0x0D},       {0xA0, 0x17F},      {0x300, 0x36F},    {0x391, 0x3C9},
+    {0x410, 0x44F},   {0x5D0, 0x5EA},     {0x600, 0x6FF},     {0x900, 0x97F},    {0xE00, 0xE5B},
+    {0x1100, 0x11FF}, {0x2000, 0x206F},   {0x3000, 0x30FF},   {0x4E00, 0x4FFF},  {0xAC00, 0xAD00},
     {0xFF00, 0xFFEF}, {0x1F300, 0x1F6FF}, {0x1F900, 0x1F9FF}, {0x20000, 0x20100}};
 
 }  // namespace
@@ -84,7 +85,8 @@ std::vector<CorpusText> tokenizer_corpus(uint64_t seed) {
   out.push_back({"spaces_1000", std::string(1000, ' ')});
   out.push_back({"tabs_400", "\t" + std::string(400, '\t') + "z"});
   out.push_back({"newlines_500", std::string(500, '\n') + "w"});
-  out.push_back({"mixed_ws", "a \t \n \u3000 \u00A0 \u2003\u2003 b" + std::string(260, ' ') + "\n"});
+  out.push_back(
+      {"mixed_ws", "a \t \n \u3000 \u00A0 \u2003\u2003 b" + std::string(260, ' ') + "\n"});
   {
     std::string ideographic;
     for (int i = 0; i < 300; ++i) ideographic += "\u3000";

@@ -2,7 +2,8 @@
 //   kl_tokenizer_jscheck corpus DIR   writes DIR/corpus.json (the seeded multilingual corpus)
 //   kl_tokenizer_jscheck compare DIR  loads DIR/<enc>.tiktoken + <enc>.json (ranks, pattern and
 //                                     specials exported from js-tiktoken) and checks that our
-//                                     tokenizer gives exactly js-tiktoken's ids (DIR/<enc>.ids.json)
+//                                     tokenizer gives exactly js-tiktoken's ids
+//                                     (DIR/<enc>.ids.json)
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -88,9 +89,10 @@ size_t compare_encoding(const std::string& dir, const std::string& enc, const js
       }
       return s;
     };
-    std::printf("  MISMATCH %s/%s at token %zu (ours %zu tokens, js %zu)\n    ours: %s\n    js:   %s\n",
-                enc.c_str(), name.c_str(), i, got.size(), want.size(), piece(got, i).c_str(),
-                piece(want, i).c_str());
+    std::printf(
+        "  MISMATCH %s/%s at token %zu (ours %zu tokens, js %zu)\n    ours: %s\n    js:   %s\n",
+        enc.c_str(), name.c_str(), i, got.size(), want.size(), piece(got, i).c_str(),
+        piece(want, i).c_str());
   };
   const auto& texts_j = corpus.at("texts");
   const auto& enc_ids = ids.at("texts");

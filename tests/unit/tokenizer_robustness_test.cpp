@@ -20,25 +20,51 @@ using nlohmann::json;
 
 namespace {
 
-const char* const kFragments[] = {
-    "<|im_end|>", "<|im_user|>", "<|tool_calls_section_begin|>", "<|tool_call_begin|>",
-    "<|tool_call_argument_begin|>", "<|tool_call_end|>", "<|tool_calls_section_end|>",
-    "functions.f:0", "{\"a\": 1}", "{", "}", "\"", "\\", " ", "\n", "\r\n", "'s", "世", "😀",
-    "\xE4\xB8", "\xFF", "\x00", "<|", "|>", "123", "\u3000", "\u0301"};
+const char* const kFragments[] = {"<|im_end|>",
+                                  "<|im_user|>",
+                                  "<|tool_calls_section_begin|>",
+                                  "<|tool_call_begin|>",
+                                  "<|tool_call_argument_begin|>",
+                                  "<|tool_call_end|>",
+                                  "<|tool_calls_section_end|>",
+                                  "functions.f:0",
+                                  "{\"a\": 1}",
+                                  "{",
+                                  "}",
+                                  "\"",
+                                  "\\",
+                                  " ",
+                                  "\n",
+                                  "\r\n",
+                                  "'s",
+                                  "世",
+                                  "😀",
+                                  "\xE4\xB8",
+                                  "\xFF",
+                                  "\x00",
+                                  "<|",
+                                  "|>",
+                                  "123",
+                                  "\u3000",
+                                  "\u0301"};
 
 std::string mutate(std::string s, std::mt19937_64& rng) {
   const int ops = 1 + rng() % 4;
   for (int k = 0; k < ops; ++k) {
     const size_t pos = s.empty() ? 0 : rng() % (s.size() + 1);
     switch (rng() % 4) {
-      case 0: s.insert(pos, kFragments[rng() % (sizeof(kFragments) / sizeof(*kFragments))]); break;
+      case 0:
+        s.insert(pos, kFragments[rng() % (sizeof(kFragments) / sizeof(*kFragments))]);
+        break;
       case 1:
         if (!s.empty()) s.erase(std::min(pos, s.size() - 1), 1 + rng() % 8);
         break;
       case 2:
         if (!s.empty()) s[std::min(pos, s.size() - 1)] = static_cast<char>(rng());
         break;
-      default: s.insert(pos, 1, static_cast<char>(rng())); break;
+      default:
+        s.insert(pos, 1, static_cast<char>(rng()));
+        break;
     }
   }
   return s;
@@ -46,20 +72,25 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
 
 json random_json(std::mt19937_64& rng, int depth, const std::vector<std::string>& strings) {
   switch (depth > 3 ? rng() % 4 : rng() % 7) {
-    case 0: return nullptr;
-    case 1: return static_cast<int64_t>(rng() % 1000) - 500;
-    case 2: return strings[rng() % strings.size()];
-    case 3: return rng() % 2 == 0;
+    case 0:
+      return nullptr;
+    case 1:
+      return static_cast<int64_t>(rng() % 1000) - 500;
+    case 2:
+      return strings[rng() % strings.size()];
+    case 3:
+      return rng() % 2 == 0;
     case 4: {
       json a = json::array();
       for (int i = rng() % 4; i > 0; --i) a.push_back(random_json(rng, depth + 1, strings));
       return a;
     }
     default: {
-      static const char* kKeys[] = {"role", "content", "name", "tool_calls", "tool_call_id",
-                                    "function", "arguments", "id", "type", "text"};
+      static const char* kKeys[] = {"role",     "content",   "name", "tool_calls", "tool_call_id",
+                                    "function", "arguments", "id",   "type",       "text"};
       json o = json::object();
-      for (int i = rng() % 5; i > 0; --i) o[kKeys[rng() % 10]] = random_json(rng, depth + 1, strings);
+      for (int i = rng() % 5; i > 0; --i)
+        o[kKeys[rng() % 10]] = random_json(rng, depth + 1, strings);
       return o;
     }
   }
@@ -112,8 +143,8 @@ TEST_CASE("100,000 random and mutated inputs", "[tokenizer][robustness]") {
         break;
       }
       default: {  // chat template over random JSON shaped like messages
-        const std::vector<std::string> strings = {input, "user", "assistant", "tool", "text",
-                                                  "system"};
+        const std::vector<std::string> strings = {input,  "user", "assistant",
+                                                  "tool", "text", "system"};
         json messages = json::array();
         for (int k = rng() % 4; k > 0; --k) messages.push_back(random_json(rng, 1, strings));
         const json tools = rng() % 3 == 0 ? random_json(rng, 2, strings) : json();

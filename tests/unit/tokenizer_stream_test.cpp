@@ -82,9 +82,13 @@ TEST_CASE("detokenizer never splits a UTF-8 sequence", "[tokenizer][detok]") {
 
 TEST_CASE("detokenizer replaces invalid bytes and flushes a cut character", "[tokenizer][detok]") {
   const auto tok = kl::test::small_kimi_tokenizer();
-  CHECK(detok(*tok, {'a', 0xFF, 'b'}, {}).text == "a\xEF\xBF\xBD" "b");
+  CHECK(detok(*tok, {'a', 0xFF, 'b'}, {}).text ==
+        "a\xEF\xBF\xBD"
+        "b");
   CHECK(detok(*tok, {'a', 0xE4, 0xB8}, {}).text == "a\xEF\xBF\xBD");  // cut off at the end
-  CHECK(detok(*tok, {0xE4, 'x'}, {}).text == "\xEF\xBF\xBD" "x");
+  CHECK(detok(*tok, {0xE4, 'x'}, {}).text ==
+        "\xEF\xBF\xBD"
+        "x");
 }
 
 TEST_CASE("detokenizer skip_special_tokens", "[tokenizer][detok]") {
@@ -162,7 +166,9 @@ ToolCallParseResult stream_parse(const std::string& text, std::mt19937_64& rng, 
   auto apply = [&](const std::vector<ToolCallEvent>& evs) {
     for (const auto& e : evs) {
       switch (e.kind) {
-        case ToolCallEvent::Kind::kContent: r.content += e.text; break;
+        case ToolCallEvent::Kind::kContent:
+          r.content += e.text;
+          break;
         case ToolCallEvent::Kind::kCallBegin:
           REQUIRE(e.index == static_cast<int>(r.calls.size()));
           r.calls.push_back({e.id, e.name, ""});
@@ -204,10 +210,13 @@ TEST_CASE("tool calls: whole-text parse", "[tokenizer][tools]") {
 
 TEST_CASE("tool calls: malformed output falls back to plain text", "[tokenizer][tools]") {
   const std::string bad[] = {
-      "x<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{bad json<|tool_call_end|>",
+      "x<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{"
+      "bad json<|tool_call_end|>",
       "x<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}",
-      "x<|tool_calls_section_begin|><|tool_call_begin|>no index<|tool_call_argument_begin|>{}<|tool_call_end|>",
-      "x<|tool_calls_section_begin|>junk<|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}<|tool_call_end|>",
+      "x<|tool_calls_section_begin|><|tool_call_begin|>no "
+      "index<|tool_call_argument_begin|>{}<|tool_call_end|>",
+      "x<|tool_calls_section_begin|>junk<|tool_call_begin|>functions.f:0<|tool_call_argument_begin|"
+      ">{}<|tool_call_end|>",
       "x<|tool_calls_section_begin|><|tool_calls_section_end|>",
       "x<|tool_calls_section_begin|>",
   };

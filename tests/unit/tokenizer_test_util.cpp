@@ -17,7 +17,8 @@ const std::string& tokenizer_training_text() {
         "political and social change in France. user assistant system tool tool_declare "
         "functions.get_weather:0 {\"city\": \"Tokyo\", \"unit\": \"celsius\"} ## Return of "
         "def main():\n    return 0\n\nint main() { return 0; }\r\n"
-        "你好，世界！我们的模型很快。日本語のテキスト。안녕하세요 세계. مرحبا بالعالم. 😀👍🏽 "
+        "你好，世界！我们的模型很快。日本語のテキスト。안녕하세요 세계. مرحبا بالعالم. "
+        "😀👍🏽 "
         "the quick brown fox jumps over the lazy dog 0123456789 ";
     std::string out;
     for (int i = 0; i < 8; ++i) out += t;
@@ -34,7 +35,8 @@ std::shared_ptr<const kl::tok::Tokenizer> small_kimi_tokenizer(int num_regular) 
   if (!slot) {
     const auto pre = kl::tok::Pretokenizer::kimi();
     auto ranks = kl::tok::train_bpe(tokenizer_training_text(), pre, num_regular);
-    slot = kl::tok::make_kimi_tokenizer(std::move(ranks), kl::tok::kimi_default_specials(num_regular));
+    slot =
+        kl::tok::make_kimi_tokenizer(std::move(ranks), kl::tok::kimi_default_specials(num_regular));
   }
   return slot;
 }
