@@ -12,7 +12,14 @@ Engine::Engine(EngineConfig config, std::unique_ptr<Executor> executor)
       executor_(std::move(executor)),
       scheduler_(config_.scheduler, executor_->num_pages(), executor_->num_state_blocks()),
       seed_state_(config_.seed),
-      thread_([this] { loop(); }) {}
+      thread_([this] { loop(); }) {
+  logger("engine")->info(
+      "engine ready: {} pages = {} tokens, {} state blocks; max_num_seqs {}, "
+      "max_num_batched_tokens {}, max_model_len {}, max_num_waiting {}",
+      executor_->num_pages(), executor_->num_pages() * kPageSize, executor_->num_state_blocks(),
+      config_.scheduler.max_num_seqs, config_.scheduler.max_num_batched_tokens,
+      config_.scheduler.max_model_len, config_.max_num_waiting);
+}
 
 Engine::~Engine() { shutdown(false); }
 

@@ -21,7 +21,12 @@ struct SchedulerConfig {
   int64_t max_model_len = 8192;
   bool priority_policy = false;  // false: FCFS on arrival; true: (priority, arrival)
   std::vector<int32_t> eos_token_ids;
-  bool check_invariants = false;  // after every schedule() and update() (debug builds, tests)
+  // Check the cache invariants after every schedule() and update(): on in debug builds.
+#ifdef NDEBUG
+  bool check_invariants = false;
+#else
+  bool check_invariants = true;
+#endif
 };
 
 // What a step produced for one sequence of a request.

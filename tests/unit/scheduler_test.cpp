@@ -304,3 +304,20 @@ TEST_CASE("scheduler: randomized arrivals, cancellations and preemptions keep th
     CHECK(s.caches().state_blocks().num_free() == s.caches().state_blocks().num_blocks());
   }
 }
+
+TEST_CASE("scheduler: with the priority policy a later, more urgent request is admitted first") {
+  SchedulerConfig c = config(16, 1);
+  c.priority_policy = true;
+  Scheduler s(c, 8, 2);
+  s.add_request(0, tokens(4), params(2), 1, /*priority=*/5);
+  s.add_request(1, tokens(4), params(2), 1, /*priority=*/-1);
+  StepPlan p = s.schedule();
+  REQUIRE(p.seqs.size() == 1);  // max_num_seqs 1
+  CHECK(s.find(p.seqs[0].seq_id)->request_id == 1);
+  // FCFS ignores priorities.
+  Scheduler f(config(16, 1), 8, 2);
+  f.add_request(0, tokens(4), params(2), 1, 5);
+  f.add_request(1, tokens(4), params(2), 1, -1);
+  StepPlan q = f.schedule();
+  CHECK(f.find(q.seqs[0].seq_id)->request_id == 0);
+}
