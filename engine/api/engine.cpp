@@ -73,6 +73,18 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
+void Engine::stop_accepting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  accepting_ = false;
+}
+
+bool Engine::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] {
+    return inbox_.empty() && stats_.num_running == 0 && stats_.num_waiting == 0;
+  });
+}
+
 void Engine::shutdown(bool drain) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -66,7 +67,12 @@ class Engine {
   // FinishReason::kAbort. Unknown or finished ids are ignored.
   void cancel(int64_t request_id);
   EngineStats stats() const;
-  // Stops accepting requests; with drain, waits until running and waiting requests finish.
+  // Refuses new requests from now on (kShuttingDown).
+  void stop_accepting();
+  // Waits up to `timeout` for every admitted request to finish; true when the engine is idle.
+  bool wait_idle(std::chrono::milliseconds timeout);
+  // Stops accepting requests; with drain, waits until running and waiting requests finish;
+  // without, aborts them. Joins the engine thread.
   void shutdown(bool drain);
 
  private:
