@@ -58,7 +58,16 @@ using HandlerResult = std::variant<Response, StreamResponse>;
 using Handler = std::function<HandlerResult(const Request&)>;
 
 // OpenAI error envelope: {"error": {"message", "type", "param", "code"}} with the status.
+// `param` empty: "param": null; `code` is the status (as vLLM does).
 Response error_response(int status, const std::string& message, const std::string& type,
                         const std::string& param = "");
+// The same with the OpenAI SDK's type name for the status ("BadRequestError", "NotFoundError",
+// "AuthenticationError", "RateLimitError", "InternalServerError", ...).
+Response error_response(int status, const std::string& message);
+const char* error_type_for_status(int status);
+
+// True when `authorization` (the header's value) is "Bearer <api_key>"; the comparison takes the
+// same time whatever the mismatch (no early exit), so the key cannot be probed by timing.
+bool bearer_matches(const std::string& authorization, const std::string& api_key);
 
 }  // namespace kl::http

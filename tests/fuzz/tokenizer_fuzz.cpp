@@ -20,8 +20,8 @@ std::shared_ptr<const kl::tok::Tokenizer> g_tok;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   using namespace kl::tok;
-  g_tok = make_kimi_tokenizer(train_default_ranks(),
-                              kimi_default_specials(kDefaultNumRegularTokens));
+  g_tok =
+      make_kimi_tokenizer(train_default_ranks(), kimi_default_specials(kDefaultNumRegularTokens));
   return 0;
 }
 
