@@ -33,7 +33,9 @@ struct GrpcServer::Impl {
 GrpcServer::GrpcServer(ServingContext& ctx, GrpcOptions options)
     : impl_(std::make_unique<Impl>(ctx, std::move(options))) {}
 
-GrpcServer::~GrpcServer() { stop(std::chrono::milliseconds(0)); }
+GrpcServer::~GrpcServer() {
+  stop(std::chrono::milliseconds(0));
+}
 
 void GrpcServer::start() {
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -45,10 +47,10 @@ void GrpcServer::start() {
   const std::string key =
       impl_->options.api_key.empty() ? impl_->ctx.api_key : impl_->options.api_key;
   impl_->service = std::make_unique<KlserveService>(impl_->ctx, key);
-  const std::string host = impl_->options.host.find(':') != std::string::npos &&
-                                   impl_->options.host.front() != '['
-                               ? "[" + impl_->options.host + "]"  // a bare IPv6 address
-                               : impl_->options.host;
+  const std::string host =
+      impl_->options.host.find(':') != std::string::npos && impl_->options.host.front() != '['
+          ? "[" + impl_->options.host + "]"  // a bare IPv6 address
+          : impl_->options.host;
   const std::string address = host + ":" + std::to_string(impl_->options.port);
 
   grpc::ServerBuilder builder;
@@ -62,11 +64,14 @@ void GrpcServer::start() {
   auto* health = impl_->server->GetHealthCheckService();
   health->SetServingStatus(serving);
   health->SetServingStatus(kServiceName, serving);
-  logger("server")->info("gRPC listening on {}:{} (klserve.v1.Klserve, grpc.health.v1, reflection)",
-                         impl_->options.host, impl_->port);
+  logger("server")->debug(
+      "gRPC listening on {}:{} (klserve.v1.Klserve, grpc.health.v1, reflection)",
+      impl_->options.host, impl_->port);
 }
 
-uint16_t GrpcServer::port() const { return static_cast<uint16_t>(impl_->port); }
+uint16_t GrpcServer::port() const {
+  return static_cast<uint16_t>(impl_->port);
+}
 
 void GrpcServer::set_serving(bool serving) {
   std::lock_guard<std::mutex> lock(impl_->mu);

@@ -2,6 +2,7 @@
 // Tokenize and ModelInfo, with bearer-token auth and vLLM's error wording.
 #include "server/grpc/klserve_service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "engine/core/error.h"

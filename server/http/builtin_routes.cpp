@@ -23,10 +23,14 @@ Response json_response(int status, const nlohmann::json& j) {
 
 const char* health_name(HealthState s) {
   switch (s) {
-    case HealthState::kLoading: return "loading";
-    case HealthState::kReady: return "ok";
-    case HealthState::kDraining: return "draining";
-    case HealthState::kFailed: return "failed";
+    case HealthState::kLoading:
+      return "loading";
+    case HealthState::kReady:
+      return "ok";
+    case HealthState::kDraining:
+      return "draining";
+    case HealthState::kFailed:
+      return "failed";
   }
   return "unknown";
 }

@@ -6,13 +6,13 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <fmt/format.h>
 
 #include "engine/core/error.h"
 #include "engine/core/log.h"
@@ -28,8 +28,7 @@ void Router::add(const std::string& method, const std::string& path, Handler h) 
   routes_[{path, method}] = std::move(h);
 }
 
-const Handler* Router::find(const std::string& method, const std::string& path,
-                            int* status) const {
+const Handler* Router::find(const std::string& method, const std::string& path, int* status) const {
   // The two static handlers answer for callers that call what find() returns without looking
   // at the status.
   static const Handler kNotFound = [](const Request& r) -> HandlerResult {
@@ -80,7 +79,7 @@ struct Server::Impl {
   net::io_context ioc;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   net::strand<net::io_context::executor_type> accept_strand;
-  tcp::acceptor acceptor;        // on accept_strand
+  tcp::acceptor acceptor;          // on accept_strand
   net::steady_timer accept_retry;  // on accept_strand
   std::vector<std::thread> threads;
   std::atomic<uint16_t> port{0};
@@ -119,7 +118,9 @@ void Server::Impl::wait_sessions(std::chrono::steady_clock::time_point until) {
 Server::Server(ServerOptions options, Router router)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(router))) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 void Server::start() {
   std::lock_guard<std::mutex> lock(impl_->state_mu);
@@ -161,7 +162,9 @@ void Server::start() {
   impl_->shared.log->info("HTTP listening on {}:{}", opts.host, impl_->port.load());
 }
 
-uint16_t Server::port() const { return impl_->port.load(); }
+uint16_t Server::port() const {
+  return impl_->port.load();
+}
 
 int Server::num_open_connections() const {
   std::lock_guard<std::mutex> lock(impl_->shared.mu);
@@ -213,10 +216,10 @@ void Server::stop(std::chrono::milliseconds grace) {
     im.shared.sessions.clear();
   }
   if (!left.empty()) im.shared.log->warn("{} HTTP connections did not close in time", left.size());
-  im.shared.log->info("HTTP server stopped ({} ms)",
-                      std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now() - t0)
-                          .count());
+  im.shared.log->info(
+      "HTTP server stopped ({} ms)",
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
 }
 
 }  // namespace kl::http

@@ -18,7 +18,7 @@ struct ServerOptions {
   int num_threads = 2;
   size_t max_body_bytes = 8 << 20;  // larger bodies get 413
   std::string api_key;              // non-empty: "Authorization: Bearer <key>" on all but /health
-  size_t max_buffered_bytes = 1 << 20;  // per streaming connection, beyond which it is paused
+  size_t max_buffered_bytes = 1 << 20;     // per streaming connection, beyond which it is paused
   std::chrono::seconds write_timeout{60};  // a client that reads nothing this long is dropped
   std::chrono::seconds read_timeout{60};   // for the request itself
   size_t max_header_bytes = 64 << 10;      // request line + headers; beyond: 431

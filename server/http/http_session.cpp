@@ -6,10 +6,10 @@
 #include <cctype>
 #include <limits>
 
+#include <fmt/format.h>
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
-#include <fmt/format.h>
 
 #include "engine/core/error.h"
 
@@ -36,7 +36,9 @@ bool client_gone(const error_code& ec) {
 }
 
 // A handler-supplied header that would let its value split the response is dropped.
-bool header_safe(const std::string& s) { return s.find_first_of("\r\n") == std::string::npos; }
+bool header_safe(const std::string& s) {
+  return s.find_first_of("\r\n") == std::string::npos;
+}
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -74,7 +76,9 @@ void Session::begin_shutdown() {
   if (state_ == State::kReading) close("server stopping");
 }
 
-void Session::force_close() { close("server stopped"); }
+void Session::force_close() {
+  close("server stopped");
+}
 
 void Session::read_request() {
   state_ = State::kReading;
@@ -173,8 +177,8 @@ HandlerResult Session::run_handler(const Request& req) {
     return error_response(404, fmt::format("no route for {} {}", req.method, req.path));
   }
   if (status == 405) {
-    Response r = error_response(405, fmt::format("method {} is not allowed on {}", req.method,
-                                                 req.path));
+    Response r =
+        error_response(405, fmt::format("method {} is not allowed on {}", req.method, req.path));
     r.headers.emplace_back("Allow", shared_.router.allowed_methods(req.path));
     return r;
   }
@@ -197,8 +201,8 @@ std::string Session::head(int status, const std::string& content_type,
                           const std::vector<std::pair<std::string, std::string>>& headers,
                           const std::string& framing) const {
   const auto reason = bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(status)));
-  std::string h = fmt::format("HTTP/1.1 {} {}\r\n", status,
-                              std::string_view(reason.data(), reason.size()));
+  std::string h =
+      fmt::format("HTTP/1.1 {} {}\r\n", status, std::string_view(reason.data(), reason.size()));
   if (header_safe(content_type)) h += fmt::format("Content-Type: {}\r\n", content_type);
   for (const auto& [name, value] : headers) {
     if (!header_safe(name) || !header_safe(value) || name.empty()) {
@@ -239,9 +243,9 @@ void Session::start_stream(StreamResponse s) {
   response_complete_ = false;
   // HTTP/1.0 has no chunked encoding: the body ends where the connection does.
   if (http10_) close_after_ = true;
-  const bool has_cache_control =
-      std::any_of(s.headers.begin(), s.headers.end(),
-                  [](const auto& h) { return lower(h.first) == "cache-control"; });
+  const bool has_cache_control = std::any_of(s.headers.begin(), s.headers.end(), [](const auto& h) {
+    return lower(h.first) == "cache-control";
+  });
   if (!has_cache_control) s.headers.emplace_back("Cache-Control", "no-cache");
   pending_ += head(s.status, s.content_type, s.headers,
                    http10_ ? std::string() : std::string("Transfer-Encoding: chunked\r\n"));
@@ -373,10 +377,9 @@ void Session::finish_response() {
 void Session::watch_disconnect() {
   if (watching_ || state_ != State::kResponding || buffer_.size() >= kMaxReadAhead) return;
   watching_ = true;
-  socket_.async_read_some(buffer_.prepare(kWatchBytes),
-                          [self = shared_from_this()](error_code ec, size_t n) {
-                            self->on_watch(ec, n);
-                          });
+  socket_.async_read_some(
+      buffer_.prepare(kWatchBytes),
+      [self = shared_from_this()](error_code ec, size_t n) { self->on_watch(ec, n); });
 }
 
 void Session::on_watch(error_code ec, size_t n) {

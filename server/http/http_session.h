@@ -13,12 +13,12 @@
 #include <string>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <spdlog/spdlog.h>
 
 #include "server/http/http_server.h"
 
@@ -100,8 +100,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   boost::beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  bool keep_alive_ = true;    // of the current response
-  bool close_after_ = false;  // error responses, HTTP/1.0 streams, shutdown
+  bool keep_alive_ = true;     // of the current response
+  bool close_after_ = false;   // error responses, HTTP/1.0 streams, shutdown
   bool linger_after_ = false;  // the client may still be sending a request we refused
   bool http10_ = false;
 

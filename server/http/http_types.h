@@ -15,9 +15,9 @@
 namespace kl::http {
 
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string path;    // without the query string
-  std::string query;   // after '?', undecoded
+  std::string method;                          // "GET", "POST", ...
+  std::string path;                            // without the query string
+  std::string query;                           // after '?', undecoded
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string remote;  // peer address, for logs
