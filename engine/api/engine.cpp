@@ -182,7 +182,10 @@ void Engine::loop() {
       }
     }
     StepPlan plan = scheduler_.schedule();
-    const bool submitted = !plan.seqs.empty();
+    // Cache operations without compute (a fork whose children did not fit the budget) still
+    // have to reach the executor; a plan with nothing at all is dropped.
+    const bool submitted = !plan.seqs.empty() || !plan.block_ops.empty() ||
+                           !plan.page_copies.empty() || !plan.new_seqs.empty();
     if (submitted) {
       executor_->submit(plan);
       in_flight.push_back(std::move(plan));

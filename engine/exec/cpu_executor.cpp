@@ -12,55 +12,14 @@ CpuExecutor::CpuExecutor(const ModelConfig& config, ModelWeights weights, int64_
                          int64_t num_state_blocks)
     : config_(config),
       weights_(std::move(weights)),
-      caches_(config_, num_pages, num_state_blocks),
-      worker_([this] { worker_loop(); }) {}
-
-CpuExecutor::~CpuExecutor() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  worker_.join();
+      caches_(config_, num_pages, num_state_blocks) {
+  start_worker();
 }
 
-void CpuExecutor::submit(StepPlan plan) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back(std::move(plan));
-  }
-  cv_.notify_all();
-}
-
-StepResult CpuExecutor::collect() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return !done_.empty(); });
-  StepResult r = std::move(done_.front());
-  done_.pop_front();
-  return r;
-}
+CpuExecutor::~CpuExecutor() { stop_worker(); }
 
 StepResult CpuExecutor::run_now(const StepPlan& plan, const ActivationSink& sink) {
   return execute(plan, sink);
-}
-
-void CpuExecutor::worker_loop() {
-  for (;;) {
-    StepPlan plan;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !pending_.empty(); });
-      if (pending_.empty()) return;  // stop_ and drained
-      plan = std::move(pending_.front());
-      pending_.pop_front();
-    }
-    StepResult r = execute(std::move(plan), {});
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_.push_back(std::move(r));
-    }
-    cv_.notify_all();
-  }
 }
 
 namespace {

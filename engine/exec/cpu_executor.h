@@ -1,20 +1,15 @@
-// The CPU reference executor: runs StepPlans with the fp32 reference kernels on a worker thread
-// it owns (submit() returns at once, collect() yields results in order, principle 10).
+// The CPU reference executor: runs StepPlans with the fp32 reference kernels on the worker thread
+// of ThreadedExecutor (submit() returns at once, collect() yields results in order, principle 10).
 #pragma once
 
-#include <condition_variable>
-#include <deque>
-#include <memory>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "engine/exec/cpu_forward.h"
-#include "engine/exec/executor.h"
+#include "engine/exec/threaded_executor.h"
 
 namespace kl {
 
-class CpuExecutor final : public Executor {
+class CpuExecutor final : public ThreadedExecutor {
  public:
   // `weights` views must outlive the executor (they point into the caller's WeightStore).
   CpuExecutor(const ModelConfig& config, ModelWeights weights, int64_t num_pages,
@@ -23,8 +18,6 @@ class CpuExecutor final : public Executor {
   CpuExecutor(const CpuExecutor&) = delete;
   CpuExecutor& operator=(const CpuExecutor&) = delete;
 
-  void submit(StepPlan plan) override;
-  StepResult collect() override;
   int64_t num_pages() const override { return caches_.num_pages(); }
   int64_t num_state_blocks() const override { return caches_.num_state_blocks(); }
 
@@ -39,7 +32,7 @@ class CpuExecutor final : public Executor {
     std::vector<int32_t> outputs;
   };
 
-  void worker_loop();
+  StepResult run_step(StepPlan plan, Clock::time_point) override { return execute(std::move(plan), {}); }
   StepResult execute(StepPlan plan, const ActivationSink& sink);
   void sample(const SeqStep& step, SeqOutput& out);
 
@@ -49,13 +42,6 @@ class CpuExecutor final : public Executor {
   // Token each sequence sampled in its latest step (resolves kPrevSampledToken).
   std::unordered_map<int64_t, int32_t> last_sampled_;
   std::unordered_map<int64_t, SeqState> seq_states_;
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<StepPlan> pending_;
-  std::deque<StepResult> done_;
-  bool stop_ = false;
-  std::thread worker_;  // last member: starts after everything it uses exists
 };
 
 }  // namespace kl

@@ -4,20 +4,15 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
-#include "engine/exec/executor.h"
+#include "engine/exec/threaded_executor.h"
 
 namespace kl {
 
-class FakeExecutor final : public Executor {
+class FakeExecutor final : public ThreadedExecutor {
  public:
-  using Clock = std::chrono::steady_clock;
   struct StepTimes {
     uint64_t step_id = 0;
     Clock::time_point submitted, started, finished;
@@ -27,8 +22,6 @@ class FakeExecutor final : public Executor {
                int32_t vocab = 1000, int32_t eos_every = 0);
   ~FakeExecutor() override;
 
-  void submit(StepPlan plan) override;
-  StepResult collect() override;
   int64_t num_pages() const override { return num_pages_; }
   int64_t num_state_blocks() const override { return num_blocks_; }
 
@@ -37,18 +30,13 @@ class FakeExecutor final : public Executor {
   int32_t token_at(int64_t seq_id, int64_t position) const;
 
  private:
-  void run();
+  StepResult run_step(StepPlan plan, Clock::time_point submitted) override;
 
   const int64_t num_pages_, num_blocks_;
   const std::chrono::microseconds delay_;
   const int32_t vocab_, eos_every_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::pair<StepPlan, Clock::time_point>> pending_;
-  std::deque<StepResult> done_;
+  mutable std::mutex mu_;  // guards timeline_
   std::vector<StepTimes> timeline_;
-  bool stop_ = false;
-  std::thread thread_;
 };
 
 }  // namespace kl

@@ -267,6 +267,13 @@ StepPlan Scheduler::schedule() {
     insert_sorted(running_, &s);
     if (!schedule_chunk(s, budget, plan, in_plan)) break;
   }
+  // A plan with nothing to run is not submitted: keep its executor drops for the next one.
+  if (plan.seqs.empty() && plan.block_ops.empty() && plan.page_copies.empty() &&
+      plan.new_seqs.empty() && !plan.finished_seqs.empty()) {
+    finished_unreported_.insert(finished_unreported_.begin(), plan.finished_seqs.begin(),
+                                plan.finished_seqs.end());
+    plan.finished_seqs.clear();
+  }
   if (config_.check_invariants) check_invariants();
   return plan;
 }

@@ -29,6 +29,7 @@ std::string to_sampling(const pb::SamplingParams& in, SamplingParams& params,
     if (in.logprobs() < 0)
       return fmt::format("logprobs must be in [0, {}], got {}", kMaxLogprobs, in.logprobs());
     params.logprobs = in.logprobs();
+    options.logprobs = true;
   }
   // A map has no order; sort so that the same request always gives the same params.
   params.logit_bias.assign(in.logit_bias().begin(), in.logit_bias().end());

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 
@@ -92,8 +94,36 @@ void Session::read_request() {
     if (ec || seq != self->read_seq_ || self->state_ != State::kReading) return;
     self->close("read timeout");
   });
-  bhttp::async_read(socket_, buffer_, *parser_,
-                    [self = shared_from_this()](error_code ec, size_t) { self->on_read(ec); });
+  bhttp::async_read_header(
+      socket_, buffer_, *parser_,
+      [self = shared_from_this()](error_code ec, size_t) { self->on_header(ec); });
+}
+
+void Session::on_header(error_code ec) {
+  if (ec || state_ != State::kReading || parser_->is_done()) {
+    on_read(ec);
+    return;
+  }
+  auto read_body = [self = shared_from_this()] {
+    bhttp::async_read(self->socket_, self->buffer_, *self->parser_,
+                      [self](error_code e, size_t) { self->on_read(e); });
+  };
+  // A client that sent "Expect: 100-continue" (curl, for larger bodies) waits for this before
+  // sending the body; a body over the limit was already refused from its Content-Length.
+  const auto expect = parser_->get()[bhttp::field::expect];
+  if (boost::beast::iequals(expect, "100-continue")) {
+    static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(socket_, net::buffer(kContinue, sizeof(kContinue) - 1),
+                     [self = shared_from_this(), read_body](error_code e, size_t) {
+                       if (e || self->state_ != State::kReading) {
+                         self->on_read(e ? e : net::error::operation_aborted);
+                         return;
+                       }
+                       read_body();
+                     });
+    return;
+  }
+  read_body();
 }
 
 void Session::on_read(error_code ec) {

@@ -64,6 +64,7 @@ class Session : public std::enable_shared_from_this<Session> {
   using Clock = std::chrono::steady_clock;
 
   void read_request();
+  void on_header(boost::system::error_code ec);
   void on_read(boost::system::error_code ec);
   void dispatch(bhttp::request<bhttp::string_body>&& msg);
   HandlerResult run_handler(const Request& req);

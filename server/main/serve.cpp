@@ -101,7 +101,7 @@ int run_serve(const ServeOptions& o) {
 
   // Tokenizer.
   ServingContext ctx;
-  std::vector<int32_t> stop_ids = config.eos_token_ids;
+  std::vector<int32_t> stop_ids(config.eos_token_ids.begin(), config.eos_token_ids.end());
   if (!o.skip_tokenizer_init) {
     if (!fs::exists(fs::path(dir) / "tiktoken.model"))
       fail("{} has no tiktoken.model: pass --skip-tokenizer-init to serve token ids only", dir);

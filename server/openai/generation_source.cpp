@@ -104,7 +104,8 @@ void GenerationSource::advance() {
                      {"logprobs", nullptr},
                      {"finish_reason", nullptr}};
       json chunk = chunk_envelope(json::array({std::move(choice)}));
-      if (opt_.return_token_ids) chunk["prompt_token_ids"] = prompts_[choices_[i].prompt].pr.prompt_ids;
+      if (opt_.return_token_ids)
+        chunk["prompt_token_ids"] = prompts_[choices_[i].prompt].pr.prompt_ids;
       out_ += sse_event(chunk);
     }
     roles_sent_ = true;
@@ -159,8 +160,10 @@ void GenerationSource::handle(size_t prompt, ChoiceUpdate& u) {
   }
   if (u.finish_reason) c.finish_reason = u.finish_reason;
   if (opt_.stream) {
-    if (opt_.api == Api::kChat) stream_chat(c, u);
-    else stream_completion(c, u, text);
+    if (opt_.api == Api::kChat)
+      stream_chat(c, u);
+    else
+      stream_completion(c, u, text);
   }
   c.started = true;
 }
@@ -244,11 +247,11 @@ void GenerationSource::stream_chat(ChoiceState& c, const ChoiceUpdate& u) {
     return;
   }
   const size_t index = static_cast<size_t>(&c - choices_.data());
-  json choice = {{"index", index},
-                 {"delta", std::move(delta)},
-                 {"logprobs", opt_.logprobs >= 0 ? json{{"content", c.chat_logprobs}}
-                                                 : json(nullptr)},
-                 {"finish_reason", u.finish_reason ? json(*u.finish_reason) : json(nullptr)}};
+  json choice = {
+      {"index", index},
+      {"delta", std::move(delta)},
+      {"logprobs", opt_.logprobs >= 0 ? json{{"content", c.chat_logprobs}} : json(nullptr)},
+      {"finish_reason", u.finish_reason ? json(*u.finish_reason) : json(nullptr)}};
   if (opt_.return_token_ids) choice["token_ids"] = u.token_ids;
   c.chat_logprobs = json::array();
   out_ += sse_event(chunk_envelope(json::array({std::move(choice)})));
@@ -309,11 +312,11 @@ json GenerationSource::chat_body() const {
                          {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
       message["tool_calls"] = std::move(calls);
     }
-    json choice = {{"index", i},
-                   {"message", std::move(message)},
-                   {"logprobs", opt_.logprobs >= 0 ? json{{"content", c.chat_logprobs}}
-                                                   : json(nullptr)},
-                   {"finish_reason", c.finish_reason ? json(*c.finish_reason) : json(nullptr)}};
+    json choice = {
+        {"index", i},
+        {"message", std::move(message)},
+        {"logprobs", opt_.logprobs >= 0 ? json{{"content", c.chat_logprobs}} : json(nullptr)},
+        {"finish_reason", c.finish_reason ? json(*c.finish_reason) : json(nullptr)}};
     if (opt_.return_token_ids) choice["token_ids"] = c.token_ids;
     choices.push_back(std::move(choice));
   }

@@ -29,22 +29,30 @@ json parse_json_object(const std::string& body, int max_depth) {
     throw ApiError(400, fmt::format("the request body is not valid JSON: {}", e.what()));
   }
   if (!j.is_object())
-    throw ApiError(400, fmt::format("the request body must be a JSON object, got {}",
-                                    json_type_name(j)));
+    throw ApiError(
+        400, fmt::format("the request body must be a JSON object, got {}", json_type_name(j)));
   return j;
 }
 
 const char* json_type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "boolean";
     case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "integer";
-    case json::value_t::number_float: return "number";
-    case json::value_t::string: return "string";
-    case json::value_t::array: return "array";
-    case json::value_t::object: return "object";
-    default: return "value";
+    case json::value_t::number_unsigned:
+      return "integer";
+    case json::value_t::number_float:
+      return "number";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    default:
+      return "value";
   }
 }
 
@@ -92,7 +100,8 @@ std::optional<int64_t> FieldReader::integer(std::string_view name, int64_t lo, i
   if (!v) return std::nullopt;
   bool ok = false;
   auto i = as_integer(*v, lo, hi, &ok);
-  if (!i) fail_field(std::string(name), "'{}' must be an integer, got {}", name, json_type_name(*v));
+  if (!i)
+    fail_field(std::string(name), "'{}' must be an integer, got {}", name, json_type_name(*v));
   if (!ok)
     fail_field(std::string(name), "'{}' must be in [{}, {}], got {}", name, lo, hi, v->dump());
   return i;

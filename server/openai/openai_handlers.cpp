@@ -17,10 +17,14 @@ namespace {
 
 void check_serving(const ServingContext& ctx) {
   switch (ctx.health.load()) {
-    case HealthState::kReady: break;
-    case HealthState::kLoading: throw ApiError(503, "the model is still loading");
-    case HealthState::kDraining: throw ApiError(503, "the server is shutting down");
-    case HealthState::kFailed: throw ApiError(503, "the engine has failed");
+    case HealthState::kReady:
+      break;
+    case HealthState::kLoading:
+      throw ApiError(503, "the model is still loading");
+    case HealthState::kDraining:
+      throw ApiError(503, "the server is shutting down");
+    case HealthState::kFailed:
+      throw ApiError(503, "the engine has failed");
   }
   if (!ctx.engine) throw ApiError(503, "no engine is running");
 }
@@ -56,14 +60,17 @@ std::unique_ptr<GenerationRun> submit(ServingContext& ctx, const std::vector<int
   g.priority = r.priority;
   SubmitResult s = ctx.engine->submit(std::move(g));
   switch (s.status) {
-    case SubmitStatus::kOk: break;
-    case SubmitStatus::kInvalid: throw ApiError(400, s.error);
+    case SubmitStatus::kOk:
+      break;
+    case SubmitStatus::kInvalid:
+      throw ApiError(400, s.error);
     case SubmitStatus::kOverloaded: {
       ApiError e(429, s.error);
       e.headers.emplace_back("Retry-After", "1");
       throw e;
     }
-    case SubmitStatus::kShuttingDown: throw ApiError(503, s.error);
+    case SubmitStatus::kShuttingDown:
+      throw ApiError(503, s.error);
   }
   return std::make_unique<GenerationRun>(ctx, s.stream, r.params.n,
                                          static_cast<int64_t>(ids.size()), gen);
@@ -101,8 +108,7 @@ http::Response error_out(ServingContext& ctx, const ApiError& e) {
 }
 
 // Encodes text, turning the tokenizer's kl::Error (invalid UTF-8) into a 400 on `field`.
-std::vector<int32_t> encode(const tok::Tokenizer& tok, const std::string& text,
-                            const char* field) {
+std::vector<int32_t> encode(const tok::Tokenizer& tok, const std::string& text, const char* field) {
   try {
     // Raw prompts may spell control tokens (a pre-rendered chat), as HF's Kimi tokenizer allows;
     // chat messages never can (the template encodes their text as ordinary text).
@@ -137,8 +143,9 @@ http::HandlerResult handle_completions(ServingContext& ctx, const http::Request&
                      "this server runs without a tokenizer (--skip-tokenizer-init): prompts must "
                      "be token ids");
       if (!r.gen.stop.empty())
-        fail_field("stop", "stop strings need a tokenizer (--skip-tokenizer-init); use "
-                           "stop_token_ids");
+        fail_field("stop",
+                   "stop strings need a tokenizer (--skip-tokenizer-init); use "
+                   "stop_token_ids");
     }
     std::vector<PromptRun> runs;
     for (PromptInput& p : r.prompts) {
@@ -163,6 +170,9 @@ http::HandlerResult handle_completions(ServingContext& ctx, const http::Request&
     return stream_response(ctx, std::move(o), std::move(runs));
   } catch (const ApiError& e) {
     return error_out(ctx, e);
+  } catch (const nlohmann::json::exception& e) {
+    // A shape the validators did not foresee: still the client's fault, never a 500.
+    return error_out(ctx, ApiError(400, fmt::format("malformed request: {}", e.what())));
   }
 }
 
@@ -190,6 +200,9 @@ http::HandlerResult handle_chat_completions(ServingContext& ctx, const http::Req
     return stream_response(ctx, std::move(o), std::move(runs));
   } catch (const ApiError& e) {
     return error_out(ctx, e);
+  } catch (const nlohmann::json::exception& e) {
+    // A shape the validators did not foresee: still the client's fault, never a 500.
+    return error_out(ctx, ApiError(400, fmt::format("malformed request: {}", e.what())));
   }
 }
 
@@ -199,9 +212,9 @@ http::Response handle_tokenize(ServingContext& ctx, const http::Request& req) {
     TokenizeRequest r = parse_tokenize_request(body, ctx.card);
     if (!ctx.tokenizer)
       throw ApiError(400, "this server runs without a tokenizer (--skip-tokenizer-init)");
-    std::vector<int32_t> ids =
-        r.prompt ? encode(*ctx.tokenizer, *r.prompt, "prompt")
-                 : render(ctx, r.messages, r.tools, r.add_generation_prompt).ids;
+    std::vector<int32_t> ids = r.prompt
+                                   ? encode(*ctx.tokenizer, *r.prompt, "prompt")
+                                   : render(ctx, r.messages, r.tools, r.add_generation_prompt).ids;
     json out = {{"count", ids.size()}, {"max_model_len", ctx.card.max_model_len}, {"tokens", ids}};
     if (r.return_token_strs) {
       TokenText tt(ctx.tokenizer.get(), false);
@@ -216,6 +229,9 @@ http::Response handle_tokenize(ServingContext& ctx, const http::Request& req) {
     return resp;
   } catch (const ApiError& e) {
     return error_out(ctx, e);
+  } catch (const nlohmann::json::exception& e) {
+    // A shape the validators did not foresee: still the client's fault, never a 500.
+    return error_out(ctx, ApiError(400, fmt::format("malformed request: {}", e.what())));
   }
 }
 
@@ -230,6 +246,9 @@ http::Response handle_detokenize(ServingContext& ctx, const http::Request& req) 
     return resp;
   } catch (const ApiError& e) {
     return error_out(ctx, e);
+  } catch (const nlohmann::json::exception& e) {
+    // A shape the validators did not foresee: still the client's fault, never a 500.
+    return error_out(ctx, ApiError(400, fmt::format("malformed request: {}", e.what())));
   }
 }
 

@@ -19,7 +19,9 @@ constexpr int64_t kI32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kI64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kI64Max = std::numeric_limits<int64_t>::max();
 
-int64_t vocab_of(const ModelCard& card) { return card.vocab_size > 0 ? card.vocab_size : kI32Max; }
+int64_t vocab_of(const ModelCard& card) {
+  return card.vocab_size > 0 ? card.vocab_size : kI32Max;
+}
 
 [[noreturn]] void unsupported(const std::string& field, const std::string& what) {
   throw ApiError(400, fmt::format("'{}' is not supported by this server: {}", field, what), field);
@@ -37,7 +39,8 @@ void refuse_unsupported(const FieldReader& f, int n) {
     unsupported("best_of", "best_of other than n is not implemented");
   for (const char* k : {"bad_words", "allowed_token_ids"}) {
     const json* v = f.get(k);
-    if (v && !(v->is_array() && v->empty())) unsupported(k, "token restrictions are not implemented");
+    if (v && !(v->is_array() && v->empty()))
+      unsupported(k, "token restrictions are not implemented");
   }
   if (const json* rf = f.object("response_format")) {
     auto it = rf->find("type");
@@ -139,7 +142,8 @@ std::vector<int32_t> token_prompt(const json& arr, int64_t vocab) {
     if (!i)
       fail_field("prompt", "a token-id prompt must hold only integers, got a {}",
                  json_type_name(e));
-    if (!ok) fail_field("prompt", "prompt token {} is outside the vocabulary [0, {})", e.dump(), vocab);
+    if (!ok)
+      fail_field("prompt", "prompt token {} is outside the vocabulary [0, {})", e.dump(), vocab);
     ids.push_back(static_cast<int32_t>(*i));
   }
   if (ids.empty()) fail_field("prompt", "'prompt' must not be empty");
@@ -173,7 +177,8 @@ json parse_tools(const FieldReader& f) {
     fail_field("tools", "'tools' may hold at most {} tools, got {}", kMaxTools, tools->size());
   for (size_t i = 0; i < tools->size(); ++i) {
     const json& t = (*tools)[i];
-    if (!t.is_object() || t.value("type", std::string()) != "function")
+    auto type = t.is_object() ? t.find("type") : t.end();
+    if (!t.is_object() || type == t.end() || *type != "function")
       fail_field("tools", "tools[{}] must be an object with type \"function\"", i);
     auto fn = t.find("function");
     if (fn == t.end() || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string() ||
@@ -206,6 +211,7 @@ CompletionRequest parse_completion_request(const json& body, const ModelCard& ca
   if (auto v = f.boolean("echo")) r.echo = *v;
   if (auto v = f.integer("logprobs", 0, kMaxLogprobs)) r.logprobs = static_cast<int32_t>(*v);
   r.params.logprobs = r.logprobs;
+  r.gen.logprobs = r.logprobs >= 0;
   // vLLM: echo with logprobs reports the prompt tokens' logprobs too.
   if (r.echo && r.logprobs >= 0)
     r.params.prompt_logprobs = std::max(r.params.prompt_logprobs, r.logprobs);
@@ -273,12 +279,15 @@ ChatRequest parse_chat_request(const json& body, const ModelCard& card) {
   if (const json* tc = f.get("tool_choice")) {
     if (tc->is_string()) {
       const std::string s = tc->get<std::string>();
-      if (s == "none") r.tool_choice_none = true;
+      if (s == "none")
+        r.tool_choice_none = true;
       else if (s == "required")
         unsupported("tool_choice", "\"required\" needs guided decoding; use \"auto\"");
       else if (s != "auto")
-        fail_field("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or an "
-                                  "object naming a tool, got \"{}\"", s);
+        fail_field("tool_choice",
+                   "'tool_choice' must be \"none\", \"auto\", \"required\" or an "
+                   "object naming a tool, got \"{}\"",
+                   s);
     } else if (tc->is_object()) {
       unsupported("tool_choice", "naming a tool needs guided decoding; use \"auto\"");
     } else {
@@ -288,11 +297,11 @@ ChatRequest parse_chat_request(const json& body, const ModelCard& card) {
   }
   if (auto v = f.boolean("logprobs")) r.logprobs = *v;
   if (auto v = f.integer("top_logprobs", 0, kMaxLogprobs)) {
-    if (!r.logprobs)
-      fail_field("top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
+    if (!r.logprobs) fail_field("top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
     r.top_logprobs = static_cast<int32_t>(*v);
   }
   r.params.logprobs = r.logprobs ? r.top_logprobs : -1;
+  r.gen.logprobs = r.logprobs;
   return r;
 }
 

@@ -51,7 +51,7 @@ struct CompletionRequest : CommonRequest {
 };
 
 struct ChatRequest : CommonRequest {
-  nlohmann::json messages;                 // validated array of message objects
+  nlohmann::json messages;  // validated array of message objects
   nlohmann::json tools = nlohmann::json::array();
   bool tool_choice_none = false;
   bool add_generation_prompt = true;

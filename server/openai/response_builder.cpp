@@ -123,7 +123,9 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
           {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
-std::string sse_event(const json& j) { return "data: " + dump_json(j) + "\n\n"; }
+std::string sse_event(const json& j) {
+  return "data: " + dump_json(j) + "\n\n";
+}
 
 std::string make_response_id(const char* prefix) {
   static std::mutex mu;

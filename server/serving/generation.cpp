@@ -97,9 +97,12 @@ void GenerationRun::apply(const RequestOutput& out, ChoiceUpdate& u) {
     last_token_ = now;
     ++c.num_tokens;
     u.token_ids.push_back(out.token);
-    if (!out.top_logprobs.empty() || out.logprob != 0.f)
-      u.logprobs.push_back({out.token, out.logprob, out.top_logprobs});
-    if (c.detok) {
+    if (options_.logprobs) u.logprobs.push_back({out.token, out.logprob, out.top_logprobs});
+    // A stop token (EOS or stop_token_ids: the engine's only kStop) ends the text without its
+    // own text unless include_stop_str_in_output, as vLLM does; otherwise "<|im_end|>" would
+    // leak into content whenever specials are kept (tool parsing, skip_special_tokens false).
+    const bool stop_token = out.finish == FinishReason::kStop;
+    if (c.detok && (!stop_token || options_.include_stop_str_in_output)) {
       tok::DetokenizerDelta d = c.detok->push(out.token);
       add_text(c, u, d.text);
       if (d.stop_index) {

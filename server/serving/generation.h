@@ -21,6 +21,7 @@ struct GenerationOptions {
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
   bool parse_tool_calls = false;  // tools given and tool_choice is not "none"
+  bool logprobs = false;          // the request asked for logprobs: one entry per new token
 };
 
 struct TokenLogprobs {

@@ -52,9 +52,20 @@ StepResult ScriptedExecutor::execute(const StepPlan& plan) {
   for (int64_t id : plan.finished_seqs) seqs_.erase(id);
   for (const SeqSampling& s : plan.new_seqs) {
     if (seqs_.count(s.seq_id)) continue;  // re-registered after a preemption: same script
+    // A request's samples get consecutive seq ids and register within a step or two (n > 1
+    // forks right after the prefill); a later request with the same prompt starts again at 0.
+    // (Finished ids are not a reliable signal: the engine drops finished_seqs of a plan that
+    // has no sequences to run.)
+    Series& series = series_[s.prompt_tokens];
+    const bool same_request =
+        series.k >= 0 && s.seq_id == series.last_id + 1 && plan.step_id <= series.last_step + 2;
+    series.k = same_request ? series.k + 1 : 0;
+    series.last_id = s.seq_id;
+    series.last_step = plan.step_id;
+    const int k = series.k;
     SeqState st;
     st.prompt = s.prompt_tokens;
-    st.tokens = script_(s.prompt_tokens, num_samples_[s.prompt_tokens]++);
+    st.tokens = script_(s.prompt_tokens, k);
     st.logprobs = s.params->logprobs;
     st.prompt_logprobs = s.params->prompt_logprobs;
     seqs_[s.seq_id] = std::move(st);
@@ -69,8 +80,8 @@ StepResult ScriptedExecutor::execute(const StepPlan& plan) {
     const int64_t end = step.num_computed_tokens + static_cast<int64_t>(step.token_ids.size());
     if (step.sample) {
       const int64_t i = end - static_cast<int64_t>(st.prompt.size());
-      o.sampled_token = i >= 0 && i < static_cast<int64_t>(st.tokens.size()) ? st.tokens[i]
-                                                                             : fallback_;
+      o.sampled_token =
+          i >= 0 && i < static_cast<int64_t>(st.tokens.size()) ? st.tokens[i] : fallback_;
       if (st.logprobs >= 0) {
         o.logprob = sampled_logprob(i);
         o.top_logprobs = alternatives(o.sampled_token, o.logprob, st.logprobs);

@@ -19,8 +19,9 @@ namespace kl::test {
 
 class ScriptedExecutor final : public Executor {
  public:
-  // The tokens that sample `k` (0, 1, ... in the order the engine creates them) of a request with
-  // `prompt` generates; past the end of the script it emits `fallback`.
+  // The tokens that sample `k` (0, 1, ... within one request) of a request with `prompt`
+  // generates; past the end of the script it emits `fallback`. Requests with equal prompts and
+  // n > 1 must not overlap in time.
   using Script = std::function<std::vector<int32_t>(const std::vector<int32_t>& prompt, int k)>;
 
   ScriptedExecutor(Script script, int32_t fallback, int32_t num_regular_tokens,
@@ -52,8 +53,13 @@ class ScriptedExecutor final : public Executor {
   const int32_t fallback_, num_regular_;
   const int64_t num_pages_, num_blocks_;
   const std::chrono::microseconds delay_;
+  struct Series {
+    int64_t last_id = -1;
+    uint64_t last_step = 0;
+    int k = -1;
+  };
   std::unordered_map<int64_t, SeqState> seqs_;     // executor thread only
-  std::map<std::vector<int32_t>, int> num_samples_;  // per prompt: samples seen so far
+  std::map<std::vector<int32_t>, Series> series_;  // per prompt: the latest request's samples
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -147,6 +147,28 @@ TEST_CASE("http: a body above max_body_bytes gets 413 and the server goes on") {
   CHECK(r->status == 200);
 }
 
+TEST_CASE("http: Expect: 100-continue is answered before the body is sent") {
+  ServerOptions o;
+  o.max_body_bytes = 1024;
+  TestServer ts(o);
+  HttpTestClient c(ts.port);
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  auto cont = c.read_head();
+  REQUIRE(cont);
+  CHECK(cont->status == 100);
+  c.send("hello");
+  auto r = c.read_reply();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == "5");
+  // Over the limit: refused at once, the body is never asked for.
+  HttpTestClient c2(ts.port);
+  c2.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+  r = c2.read_reply();
+  REQUIRE(r);
+  CHECK(r->status == 413);
+}
+
 TEST_CASE("http: huge headers get 431") {
   ServerOptions o;
   o.max_header_bytes = 4096;
@@ -287,6 +309,20 @@ TEST_CASE("http: a stream of 100 pieces arrives in order as 100 chunks") {
   CHECK(st->destroyed);
 }
 
+TEST_CASE("http: an HTTP/1.0 client gets a stream without chunking, ended by the close") {
+  TestServer ts;
+  ts.next->push("data: a\n\n");
+  ts.next->push("data: b\n\n", true);
+  HttpTestClient c(ts.port);
+  c.send("GET /stream HTTP/1.0\r\n\r\n");
+  auto r = c.read_reply();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK_FALSE(r->chunked);
+  CHECK(r->headers["connection"] == "close");
+  CHECK(r->body == "data: a\n\ndata: b\n\n");
+}
+
 TEST_CASE("http: a client that never reads is back-pressured, then dropped after write_timeout") {
   ServerOptions o;
   o.max_buffered_bytes = 64 << 10;
@@ -402,4 +438,66 @@ TEST_CASE("http: stop(grace) cancels a stream that outlives the grace period") {
   CHECK(st->cancelled);
   CHECK(c.wait_closed(1s));
   CHECK(ts.server->num_open_connections() == 0);
+}
+
+TEST_CASE("http: start() names the address it cannot listen on") {
+  TestServer ts;
+  ServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = ts.port;
+  Server second(o, Router{});
+  try {
+    second.start();
+    FAIL("a second server bound the same port");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("127.0.0.1:" + std::to_string(ts.port)) != std::string::npos);
+  }
+}
+
+TEST_CASE("http: concurrent streams on several connections each arrive whole and in order") {
+  ServerOptions o;
+  o.num_threads = 4;
+  o.max_buffered_bytes = 256;  // tiny: forces many pause/resume cycles
+  // One source per request, handed out in arrival order.
+  std::mutex mu;
+  std::vector<std::shared_ptr<SourceState>> states;
+  Router r;
+  r.add("GET", "/s", [&](const Request&) -> HandlerResult {
+    auto st = std::make_shared<SourceState>();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      states.push_back(st);
+    }
+    StreamResponse s;
+    s.source = std::make_unique<kl::test::TestSource>(st);
+    return s;
+  });
+  o.host = "127.0.0.1";
+  o.port = 0;
+  Server server(o, std::move(r));
+  server.start();
+  constexpr int kClients = 16, kPieces = 200;
+  std::vector<std::unique_ptr<HttpTestClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<HttpTestClient>(server.port()));
+    clients.back()->send_request("GET", "/s");
+  }
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return states.size() == kClients;
+  }));
+  std::vector<std::jthread> producers;
+  for (int i = 0; i < kClients; ++i) {
+    producers.emplace_back([st = states[i]] {
+      for (int k = 0; k < kPieces; ++k) st->push(std::to_string(k) + ",", k == kPieces - 1);
+    });
+  }
+  std::string expected;
+  for (int k = 0; k < kPieces; ++k) expected += std::to_string(k) + ",";
+  for (auto& c : clients) {
+    auto reply = c->read_reply(20s);
+    REQUIRE(reply);
+    CHECK(reply->body == expected);
+  }
+  for (auto& st : states) CHECK_FALSE(st->cancelled);
 }

@@ -16,7 +16,9 @@ std::vector<int32_t> cat(std::initializer_list<std::vector<int32_t>> parts) {
   return out;
 }
 
-const kl::tok::KimiControlIds& ids() { return openai_control_ids(); }
+const kl::tok::KimiControlIds& ids() {
+  return openai_control_ids();
+}
 
 json user(const std::string& text) {
   return json::array({{{"role", "user"}, {"content", text}}});
@@ -27,8 +29,7 @@ const json kTools = json::array(
       {"function",
        {{"name", "get_weather"},
         {"description", "Weather of a city"},
-        {"parameters",
-         {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}}}}}}});
+        {"parameters", {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}}}}}}});
 
 // "Let me check." then one Kimi tool call, the arguments split over several tokens.
 std::vector<int32_t> tool_script() {
@@ -59,8 +60,7 @@ TEST_CASE("chat body: assistant message, usage", "[openai][chat]") {
   CHECK_FALSE(c["message"].contains("tool_calls"));
   CHECK(c["finish_reason"] == "stop");
   CHECK(c["logprobs"].is_null());
-  const auto prompt =
-      kl::tok::render_chat(user("Hello"), json::array(), *openai_tokenizer()).ids;
+  const auto prompt = kl::tok::render_chat(user("Hello"), json::array(), *openai_tokenizer()).ids;
   CHECK(j["usage"]["prompt_tokens"] == prompt.size());
   CHECK(j["usage"]["completion_tokens"] == script.size());
   CHECK(j["usage"]["total_tokens"] == prompt.size() + script.size());
@@ -78,12 +78,14 @@ TEST_CASE("chat stream: role chunk first, content deltas, finish, usage, [DONE]"
   const auto script = cat({enc("Hi"), enc(" there"), enc("!"), {ids().im_end}});
   OpenAiFixture f([script](const std::vector<int32_t>&, int) { return script; });
   auto r = post(f, "/v1/chat/completions",
-                {{"messages", user("Hello")}, {"stream", true},
+                {{"messages", user("Hello")},
+                 {"stream", true},
                  {"stream_options", {{"include_usage", true}}}});
   REQUIRE(r.status == 200);
   CHECK(r.content_type == "text/event-stream");
   auto events = sse_events(r.body);
-  REQUIRE(events.size() >= 4);
+  // role, content (possibly merged with the finish when the tokens arrive at once), usage
+  REQUIRE(events.size() >= 3);
   for (const json& e : events) {
     CHECK(e["object"] == "chat.completion.chunk");
     CHECK(e["id"] == events[0]["id"]);
@@ -108,9 +110,9 @@ TEST_CASE("chat stream: role chunk first, content deltas, finish, usage, [DONE]"
 
 TEST_CASE("tool calls: message.tool_calls and finish_reason tool_calls", "[openai][chat][tools]") {
   OpenAiFixture f([](const std::vector<int32_t>&, int) { return tool_script(); });
-  auto j = post(f, "/v1/chat/completions",
-                {{"messages", user("Weather in Tokyo?")}, {"tools", kTools}})
-               .json();
+  auto j =
+      post(f, "/v1/chat/completions", {{"messages", user("Weather in Tokyo?")}, {"tools", kTools}})
+          .json();
   const json& c = j["choices"][0];
   CHECK(c["finish_reason"] == "tool_calls");
   CHECK(c["message"]["content"] == "Let me check.");
@@ -119,8 +121,7 @@ TEST_CASE("tool calls: message.tool_calls and finish_reason tool_calls", "[opena
   CHECK(call["id"] == "functions.get_weather:0");
   CHECK(call["type"] == "function");
   CHECK(call["function"]["name"] == "get_weather");
-  CHECK(json::parse(call["function"]["arguments"].get<std::string>()) ==
-        json({{"city", "Tokyo"}}));
+  CHECK(json::parse(call["function"]["arguments"].get<std::string>()) == json({{"city", "Tokyo"}}));
   CHECK(j["usage"]["completion_tokens"] == tool_script().size());
 
   // tool_choice "none": no parsing, the envelope stays in the text (tools still in the prompt).
@@ -136,11 +137,10 @@ TEST_CASE("tool calls: message.tool_calls and finish_reason tool_calls", "[opena
 TEST_CASE("tool calls stream as deltas: id and name first, then argument fragments",
           "[openai][chat][tools][sse]") {
   OpenAiFixture f([](const std::vector<int32_t>&, int) { return tool_script(); });
-  auto events = sse_events(post(f, "/v1/chat/completions",
-                                {{"messages", user("Weather in Tokyo?")},
-                                 {"tools", kTools},
-                                 {"stream", true}})
-                               .body);
+  auto events = sse_events(
+      post(f, "/v1/chat/completions",
+           {{"messages", user("Weather in Tokyo?")}, {"tools", kTools}, {"stream", true}})
+          .body);
   std::string content, arguments;
   int announced = 0;
   bool saw_args_before_begin = false;

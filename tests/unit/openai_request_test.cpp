@@ -59,7 +59,8 @@ const json kTool = {{"type", "function"},
 }  // namespace
 
 TEST_CASE("malformed bodies are 400s", "[openai][request]") {
-  for (const char* body : {"", "{", "{\"prompt\": 1,}", "[1,2]", "\"str\"", "{} trailing", "null"}) {
+  for (const char* body :
+       {"", "{", "{\"prompt\": 1,}", "[1,2]", "\"str\"", "{} trailing", "null"}) {
     INFO(body);
     CHECK_THROWS_AS(kl::openai::parse_json_object(body), ApiError);
   }
@@ -151,6 +152,7 @@ TEST_CASE("chat fields are validated and named", "[openai][request]") {
       {{{"tools", json::array({kTool})}, {"tool_choice", "maybe"}}, "tool_choice"},
       {{{"tools", json::array({kTool})}, {"tool_choice", 3}}, "tool_choice"},
       {{{"parallel_tool_calls", "yes"}}, "parallel_tool_calls"},
+      {{{"tools", json::array({{{"type", 5}}})}}, "tools"},
   };
   for (const auto& [extra, field] : cases) {
     INFO(extra.dump());
@@ -254,17 +256,18 @@ TEST_CASE("valid requests map onto sampling parameters", "[openai][request]") {
   // Defaults: vLLM's 16 tokens for completions, none (the context) for chat.
   CHECK(kl::openai::parse_completion_request(completion({}), card()).params.max_tokens == 16);
   CHECK_FALSE(kl::openai::parse_chat_request(chat({}), card()).params.max_tokens.has_value());
-  auto c = kl::openai::parse_chat_request(
-      chat({{"max_tokens", 5}, {"max_completion_tokens", 9}, {"logprobs", true},
-            {"top_logprobs", 3}, {"tools", json::array({kTool})}}),
-      card());
+  auto c = kl::openai::parse_chat_request(chat({{"max_tokens", 5},
+                                                {"max_completion_tokens", 9},
+                                                {"logprobs", true},
+                                                {"top_logprobs", 3},
+                                                {"tools", json::array({kTool})}}),
+                                          card());
   CHECK(c.params.max_tokens == 9);
   CHECK(c.params.logprobs == 3);
   CHECK(c.tools.size() == 1);
   CHECK_FALSE(c.tool_choice_none);
-  CHECK(kl::openai::parse_chat_request(chat({{"tools", json::array({kTool})},
-                                             {"tool_choice", "none"}}),
-                                       card())
+  CHECK(kl::openai::parse_chat_request(
+            chat({{"tools", json::array({kTool})}, {"tool_choice", "none"}}), card())
             .tool_choice_none);
 
   auto multi = kl::openai::parse_completion_request(
@@ -297,6 +300,14 @@ TEST_CASE("handler errors use the OpenAI envelope and status", "[openai][request
   r = post_raw(f, "/v1/chat/completions", "{not json");
   CHECK(r.status == 400);
   CHECK(r.json()["error"]["param"].is_null());
+
+  // A content part the chat format cannot render is the client's fault, named.
+  r = post(
+      f, "/v1/chat/completions",
+      {{"messages",
+        json::array({{{"role", "user"}, {"content", json::array({{{"type", "image_url"}}})}}})}});
+  CHECK(r.status == 400);
+  CHECK(r.json()["error"]["param"] == "messages");
 
   r = post(f, "/v1/completions", {{"prompt", "Hi"}, {"max_tokens", "10"}});
   CHECK(r.status == 400);
@@ -353,8 +364,11 @@ TEST_CASE("overload is 429 with Retry-After; shutdown and draining are 503", "[o
 }
 
 TEST_CASE("without a tokenizer only token-id prompts work", "[openai][request]") {
-  OpenAiFixture f([](const std::vector<int32_t>&, int) { return std::vector<int32_t>{7, 8, 9}; },
-                  /*with_tokenizer=*/false);
+  OpenAiFixture f(
+      [](const std::vector<int32_t>&, int) {
+        return std::vector<int32_t>{7, 8, 9};
+      },
+      /*with_tokenizer=*/false);
   auto r = post(f, "/v1/chat/completions", chat({}));
   CHECK(r.status == 400);
   CHECK(r.json()["error"]["param"] == "messages");

@@ -25,7 +25,9 @@ const tok::KimiControlIds& openai_control_ids() {
   return ids;
 }
 
-std::vector<int32_t> enc(const std::string& text) { return openai_tokenizer()->encode(text); }
+std::vector<int32_t> enc(const std::string& text) {
+  return openai_tokenizer()->encode(text);
+}
 
 int32_t byte_token(unsigned char b) {
   const auto& t = *openai_tokenizer();
@@ -62,7 +64,9 @@ OpenAiFixture::OpenAiFixture(ScriptedExecutor::Script script, bool with_tokenize
   ctx.health = HealthState::kReady;
 }
 
-OpenAiFixture::~OpenAiFixture() { engine->shutdown(false); }
+OpenAiFixture::~OpenAiFixture() {
+  engine->shutdown(false);
+}
 
 HttpResult collect(http::HandlerResult r, size_t max_bytes) {
   HttpResult out;
@@ -128,8 +132,10 @@ std::vector<json> sse_events(const std::string& body) {
     REQUIRE(end != std::string::npos);
     const std::string data = body.substr(pos + 6, end - pos - 6);
     REQUIRE(data.find('\n') == std::string::npos);
-    if (data == "[DONE]") done = true;
-    else events.push_back(json::parse(data));
+    if (data == "[DONE]")
+      done = true;
+    else
+      events.push_back(json::parse(data));
     pos = end + 2;
   }
   REQUIRE(done);

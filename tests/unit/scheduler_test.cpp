@@ -321,3 +321,19 @@ TEST_CASE("scheduler: with the priority policy a later, more urgent request is a
   StepPlan q = f.schedule();
   CHECK(f.find(q.seqs[0].seq_id)->request_id == 0);
 }
+
+TEST_CASE("scheduler: a sequence that ends while the next step is in flight is still reported") {
+  Scheduler s(config(64), 8, 2);
+  s.add_request(0, tokens(5), params(10), 1);
+  StepPlan p0 = s.schedule();
+  StepPlan p1 = s.schedule();  // decode planned while p0 runs
+  CHECK(s.update(p0, result_for(p0, 2))[0].finish == FinishReason::kStop);  // EOS
+  StepPlan p2 = s.schedule();  // nothing to run: must not swallow the drop of sequence 0
+  CHECK(p2.seqs.empty());
+  CHECK(p2.finished_seqs.empty());
+  s.update(p1, result_for(p1));
+  s.add_request(1, tokens(3), params(2), 1);
+  StepPlan p3 = s.schedule();
+  REQUIRE(p3.seqs.size() == 1);
+  CHECK(p3.finished_seqs == std::vector<int64_t>{0});
+}
