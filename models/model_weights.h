@@ -12,17 +12,17 @@ namespace kl {
 class WeightStore;
 
 struct KdaWeights {
-  WeightView q_proj, k_proj, v_proj;           // [H*K, hidden]
-  WeightView q_conv, k_conv, v_conv;           // [H*K, W] (checkpoint [H*K, 1, W])
-  WeightView a_log;                            // [1, H] (checkpoint [1, 1, H, 1]) f32
-  WeightView dt_bias;                          // [1, H*K] f32
-  WeightView f_a_proj;                         // [K, hidden]
-  WeightView f_b_proj;                         // [H*K, K]
-  WeightView b_proj;                           // [H, hidden]
-  WeightView g_a_proj;                         // [K, hidden]
-  WeightView g_b_proj;                         // [H*K, K]
-  WeightView o_norm;                           // [1, K]
-  WeightView o_proj;                           // [hidden, H*K]
+  WeightView q_proj, k_proj, v_proj;  // [H*K, hidden]
+  WeightView q_conv, k_conv, v_conv;  // [H*K, W] (checkpoint [H*K, 1, W])
+  WeightView a_log;                   // [1, H] (checkpoint [1, 1, H, 1]) f32
+  WeightView dt_bias;                 // [1, H*K] f32
+  WeightView f_a_proj;                // [K, hidden]
+  WeightView f_b_proj;                // [H*K, K]
+  WeightView b_proj;                  // [H, hidden]
+  WeightView g_a_proj;                // [K, hidden]
+  WeightView g_b_proj;                // [H*K, K]
+  WeightView o_norm;                  // [1, K]
+  WeightView o_proj;                  // [hidden, H*K]
 };
 
 struct MlaWeights {
@@ -38,20 +38,20 @@ struct DenseFfnWeights {
 };
 
 struct MoeWeights {
-  WeightView router;                  // [E, hidden]
-  WeightView correction_bias;         // [1, E]
-  std::vector<WeightView> w1, w3, w2; // [E] each: gate [inter, hidden], up, down [hidden, inter]
+  WeightView router;                   // [E, hidden]
+  WeightView correction_bias;          // [1, E]
+  std::vector<WeightView> w1, w3, w2;  // [E] each: gate [inter, hidden], up, down [hidden, inter]
   bool has_shared = false;
-  DenseFfnWeights shared;             // intermediate = moe_intermediate_size * num_shared_experts
+  DenseFfnWeights shared;  // intermediate = moe_intermediate_size * num_shared_experts
 };
 
 struct LayerWeights {
-  WeightView input_layernorm;          // [1, hidden]
-  WeightView post_attention_layernorm; // [1, hidden]
-  KdaWeights kda;                      // valid when the layer's mixer is KDA
-  MlaWeights mla;                      // valid when the layer's mixer is MLA
-  DenseFfnWeights dense;               // valid when the layer's FFN is dense
-  MoeWeights moe;                      // valid when the layer's FFN is MoE
+  WeightView input_layernorm;           // [1, hidden]
+  WeightView post_attention_layernorm;  // [1, hidden]
+  KdaWeights kda;                       // valid when the layer's mixer is KDA
+  MlaWeights mla;                       // valid when the layer's mixer is MLA
+  DenseFfnWeights dense;                // valid when the layer's FFN is dense
+  MoeWeights moe;                       // valid when the layer's FFN is MoE
 };
 
 struct ModelWeights {

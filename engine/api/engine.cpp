@@ -21,7 +21,9 @@ Engine::Engine(EngineConfig config, std::unique_ptr<Executor> executor)
       config_.scheduler.max_model_len, config_.max_num_waiting);
 }
 
-Engine::~Engine() { shutdown(false); }
+Engine::~Engine() {
+  shutdown(false);
+}
 
 SubmitResult Engine::submit(GenerateRequest request) {
   SubmitResult r;
@@ -94,8 +96,9 @@ void Engine::shutdown(bool drain) {
   }
   if (drain) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return inbox_.empty() && stats_.num_running == 0 &&
-                                   stats_.num_waiting == 0; });
+    cv_.wait(lock, [this] {
+      return inbox_.empty() && stats_.num_running == 0 && stats_.num_waiting == 0;
+    });
     stop_ = true;
     cv_.notify_all();
   }

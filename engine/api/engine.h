@@ -45,7 +45,7 @@ struct SubmitResult {
 
 struct EngineStats {
   int num_running = 0;
-  int num_waiting = 0;                // sequences waiting in the scheduler (preempted ones too)
+  int num_waiting = 0;  // sequences waiting in the scheduler (preempted ones too)
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
   int64_t num_prompt_tokens = 0;      // prompt tokens of admitted requests

@@ -19,13 +19,13 @@
 namespace kl {
 
 struct RequestOutput {
-  int index = 0;            // sample index (0..n-1)
-  int32_t token = -1;       // -1: no token in this output (a finish, prompt logprobs)
+  int index = 0;       // sample index (0..n-1)
+  int32_t token = -1;  // -1: no token in this output (a finish, prompt logprobs)
   float logprob = 0.f;
   std::vector<kernels::TokenLogprob> top_logprobs;
   std::vector<std::vector<kernels::TokenLogprob>> prompt_logprobs;
   FinishReason finish = FinishReason::kNone;
-  std::string error;        // FinishReason::kError
+  std::string error;  // FinishReason::kError
   int64_t num_prompt_tokens = 0;
   int64_t num_generated = 0;
 };

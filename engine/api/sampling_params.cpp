@@ -23,8 +23,8 @@ void SamplingParams::validate(int64_t vocab_size) const {
   for (const auto& [token, bias] : logit_bias) {
     KL_CHECK(token >= 0 && token < vocab_size, "logit_bias token {} outside the vocabulary [0, {})",
              token, vocab_size);
-    KL_CHECK(bias >= -100.f && bias <= 100.f, "logit_bias value for token {} must be in [-100, 100], got {}",
-             token, bias);
+    KL_CHECK(bias >= -100.f && bias <= 100.f,
+             "logit_bias value for token {} must be in [-100, 100], got {}", token, bias);
   }
   KL_CHECK(min_tokens >= 0, "min_tokens must be >= 0, got {}", min_tokens);
   if (max_tokens) {

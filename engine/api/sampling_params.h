@@ -10,12 +10,12 @@
 namespace kl {
 
 struct SamplingParams {
-  int32_t n = 1;                    // independent samples sharing one prefill
-  float temperature = 1.f;          // 0 = greedy
-  int32_t top_k = 0;                // <= 0: off (vLLM's -1 accepted as off)
+  int32_t n = 1;            // independent samples sharing one prefill
+  float temperature = 1.f;  // 0 = greedy
+  int32_t top_k = 0;        // <= 0: off (vLLM's -1 accepted as off)
   float top_p = 1.f;
   float min_p = 0.f;
-  std::optional<uint64_t> seed;     // unseeded requests get an engine-drawn seed
+  std::optional<uint64_t> seed;  // unseeded requests get an engine-drawn seed
   float repetition_penalty = 1.f;
   float presence_penalty = 0.f;
   float frequency_penalty = 0.f;
@@ -24,8 +24,8 @@ struct SamplingParams {
   std::optional<int32_t> max_tokens;  // unset: up to max_model_len
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
-  int32_t logprobs = -1;            // -1: none; k >= 0: sampled token + top-k
-  int32_t prompt_logprobs = -1;     // -1: none; k >= 0: each prompt token + top-k
+  int32_t logprobs = -1;         // -1: none; k >= 0: sampled token + top-k
+  int32_t prompt_logprobs = -1;  // -1: none; k >= 0: each prompt token + top-k
 
   // Throws kl::Error naming the first invalid field.
   void validate(int64_t vocab_size) const;

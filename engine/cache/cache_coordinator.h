@@ -18,7 +18,9 @@ struct SeqCache {
   bool empty() const { return pages.empty() && state_block < 0; }
 };
 
-inline int64_t pages_for_tokens(int64_t tokens) { return (tokens + kPageSize - 1) / kPageSize; }
+inline int64_t pages_for_tokens(int64_t tokens) {
+  return (tokens + kPageSize - 1) / kPageSize;
+}
 
 class CacheCoordinator {
  public:

@@ -22,9 +22,9 @@ template <typename... Args>
 }
 
 // Precondition check that stays on in release builds (cheap checks at launchers and loaders).
-#define KL_CHECK(cond, ...)                            \
-  do {                                                 \
-    if (!(cond)) ::kl::fail(__VA_ARGS__);              \
+#define KL_CHECK(cond, ...)               \
+  do {                                    \
+    if (!(cond)) ::kl::fail(__VA_ARGS__); \
   } while (0)
 
 }  // namespace kl

@@ -10,13 +10,13 @@ namespace kl {
 
 CpuExecutor::CpuExecutor(const ModelConfig& config, ModelWeights weights, int64_t num_pages,
                          int64_t num_state_blocks)
-    : config_(config),
-      weights_(std::move(weights)),
-      caches_(config_, num_pages, num_state_blocks) {
+    : config_(config), weights_(std::move(weights)), caches_(config_, num_pages, num_state_blocks) {
   start_worker();
 }
 
-CpuExecutor::~CpuExecutor() { stop_worker(); }
+CpuExecutor::~CpuExecutor() {
+  stop_worker();
+}
 
 StepResult CpuExecutor::run_now(const StepPlan& plan, const ActivationSink& sink) {
   return execute(plan, sink);

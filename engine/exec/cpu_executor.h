@@ -32,7 +32,9 @@ class CpuExecutor final : public ThreadedExecutor {
     std::vector<int32_t> outputs;
   };
 
-  StepResult run_step(StepPlan plan, Clock::time_point) override { return execute(std::move(plan), {}); }
+  StepResult run_step(StepPlan plan, Clock::time_point) override {
+    return execute(std::move(plan), {});
+  }
   StepResult execute(StepPlan plan, const ActivationSink& sink);
   void sample(const SeqStep& step, SeqOutput& out);
 

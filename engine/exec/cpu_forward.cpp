@@ -86,7 +86,8 @@ struct SeqRows {
 
 // out[m, n] = x[m, :] . w[n, :]
 void linear(const float* x, int64_t m, const WeightView& w, float* out) {
-  gemm_ref({.x = x, .m = m, .x_stride = 0, .w = w, .out = out, .out_stride = 0, .accumulate = false});
+  gemm_ref(
+      {.x = x, .m = m, .x_stride = 0, .w = w, .out = out, .out_stride = 0, .accumulate = false});
 }
 
 class ForwardPass {
@@ -110,25 +111,41 @@ class ForwardPass {
                c_.vocab_size);
 
     std::vector<float> h(num_tokens_ * D), normed(num_tokens_ * D), delta(num_tokens_ * D);
-    embedding_ref({.token_ids = tokens.data(), .num_tokens = num_tokens_, .table = w_.embed_tokens,
+    embedding_ref({.token_ids = tokens.data(),
+                   .num_tokens = num_tokens_,
+                   .table = w_.embed_tokens,
                    .out = h.data()});
     emit("embed", h.data());
 
     for (const LayerSpec& layer : c_.plan.layers) {
       const LayerWeights& lw = w_.layers[layer.index];
-      rmsnorm_ref({.x = h.data(), .residual = nullptr, .weight = lw.input_layernorm,
-                   .eps = c_.rms_norm_eps, .num_rows = num_tokens_, .dim = D, .out = normed.data()});
+      rmsnorm_ref({.x = h.data(),
+                   .residual = nullptr,
+                   .weight = lw.input_layernorm,
+                   .eps = c_.rms_norm_eps,
+                   .num_rows = num_tokens_,
+                   .dim = D,
+                   .out = normed.data()});
       if (layer.mixer == MixerKind::kKda)
         kda_mixer(layer, lw.kda, normed.data(), delta.data());
       else
         mla_mixer(layer, lw.mla, normed.data(), delta.data());
       emit(fmt::format("layer{}.mixer_out", layer.index), delta.data());
       // h += mixer_out; normed = post_attention_layernorm(h)
-      rmsnorm_ref({.x = delta.data(), .residual = h.data(), .weight = lw.post_attention_layernorm,
-                   .eps = c_.rms_norm_eps, .num_rows = num_tokens_, .dim = D, .out = normed.data()});
+      rmsnorm_ref({.x = delta.data(),
+                   .residual = h.data(),
+                   .weight = lw.post_attention_layernorm,
+                   .eps = c_.rms_norm_eps,
+                   .num_rows = num_tokens_,
+                   .dim = D,
+                   .out = normed.data()});
       if (layer.ffn == FfnKind::kDense)
-        swiglu_ffn_ref({.x = normed.data(), .num_tokens = num_tokens_, .gate = lw.dense.gate_proj,
-                        .up = lw.dense.up_proj, .down = lw.dense.down_proj, .out = delta.data(),
+        swiglu_ffn_ref({.x = normed.data(),
+                        .num_tokens = num_tokens_,
+                        .gate = lw.dense.gate_proj,
+                        .up = lw.dense.up_proj,
+                        .down = lw.dense.down_proj,
+                        .out = delta.data(),
                         .accumulate = false});
       else
         moe_ffn(lw.moe, normed.data(), delta.data());
@@ -157,10 +174,14 @@ class ForwardPass {
     // Short conv + SiLU per sequence, carrying the window in the state block.
     for (size_t s = 0; s < seqs_.size(); ++s) {
       for (int p = 0; p < 3; ++p) {
-        short_conv_ref({.x = proj[p].data() + rows_[s].begin * HK, .num_tokens = rows_[s].len,
-                        .dim = HK, .kernel_size = c_.short_conv_kernel_size, .weight = *conv_w[p],
+        short_conv_ref({.x = proj[p].data() + rows_[s].begin * HK,
+                        .num_tokens = rows_[s].len,
+                        .dim = HK,
+                        .kernel_size = c_.short_conv_kernel_size,
+                        .weight = *conv_w[p],
                         .window = caches_.kda_conv(seqs_[s].state_block, layer.kda_index, p),
-                        .apply_silu = true, .out = conv[p].data() + rows_[s].begin * HK});
+                        .apply_silu = true,
+                        .out = conv[p].data() + rows_[s].begin * HK});
       }
     }
     float* q = conv[0].data();
@@ -173,9 +194,15 @@ class ForwardPass {
     std::vector<float> low(T * K), g(T * HK), beta(T * H);
     linear(a, T, w.f_a_proj, low.data());
     linear(low.data(), T, w.f_b_proj, g.data());
-    kda_gate_ref({.f = g.data(), .a_log = w.a_log, .dt_bias = w.dt_bias, .num_tokens = T,
-                  .num_heads = H, .head_dim = K, .has_lower_bound = c_.has_gate_lower_bound,
-                  .lower_bound = c_.gate_lower_bound, .g = g.data()});
+    kda_gate_ref({.f = g.data(),
+                  .a_log = w.a_log,
+                  .dt_bias = w.dt_bias,
+                  .num_tokens = T,
+                  .num_heads = H,
+                  .head_dim = K,
+                  .has_lower_bound = c_.has_gate_lower_bound,
+                  .lower_bound = c_.gate_lower_bound,
+                  .g = g.data()});
     linear(a, T, w.b_proj, beta.data());
     kda_beta_ref(beta.data(), T * H, beta.data());
 
@@ -184,9 +211,15 @@ class ForwardPass {
     const float scale = 1.f / std::sqrt(static_cast<float>(K));
     for (size_t s = 0; s < seqs_.size(); ++s) {
       const int64_t r0 = rows_[s].begin;
-      kda_recurrent_ref({.q = q + r0 * HK, .k = k + r0 * HK, .v = v + r0 * HK,
-                         .g = g.data() + r0 * HK, .beta = beta.data() + r0 * H,
-                         .num_tokens = rows_[s].len, .num_heads = H, .head_k = K, .head_v = K,
+      kda_recurrent_ref({.q = q + r0 * HK,
+                         .k = k + r0 * HK,
+                         .v = v + r0 * HK,
+                         .g = g.data() + r0 * HK,
+                         .beta = beta.data() + r0 * H,
+                         .num_tokens = rows_[s].len,
+                         .num_heads = H,
+                         .head_k = K,
+                         .head_v = K,
                          .scale = scale,
                          .state = caches_.kda_state(seqs_[s].state_block, layer.kda_index),
                          .out = o.data() + r0 * HK});
@@ -196,8 +229,13 @@ class ForwardPass {
     std::vector<float> z(T * HK);
     linear(a, T, w.g_a_proj, low.data());
     linear(low.data(), T, w.g_b_proj, z.data());
-    gated_rmsnorm_ref({.x = o.data(), .gate = z.data(), .weight = w.o_norm, .eps = c_.rms_norm_eps,
-                       .num_rows = T * H, .dim = K, .out = o.data()});
+    gated_rmsnorm_ref({.x = o.data(),
+                       .gate = z.data(),
+                       .weight = w.o_norm,
+                       .eps = c_.rms_norm_eps,
+                       .num_rows = T * H,
+                       .dim = K,
+                       .out = o.data()});
     linear(o.data(), T, w.o_proj, out);
   }
 
@@ -209,8 +247,13 @@ class ForwardPass {
     linear(a, T, w.q_proj, q.data());
     linear(a, T, w.kv_a_proj_with_mqa, kv.data());
     for (int64_t t = 0; t < T; ++t) std::memcpy(&ckv[t * L], &kv[t * cdim], L * sizeof(float));
-    rmsnorm_ref({.x = ckv.data(), .residual = nullptr, .weight = w.kv_a_layernorm,
-                 .eps = ModelConfig::kKvNormEps, .num_rows = T, .dim = L, .out = ckv.data()});
+    rmsnorm_ref({.x = ckv.data(),
+                 .residual = nullptr,
+                 .weight = w.kv_a_layernorm,
+                 .eps = ModelConfig::kKvNormEps,
+                 .num_rows = T,
+                 .dim = L,
+                 .out = ckv.data()});
 
     float* cache = caches_.mla_layer(layer.mla_index);
     std::vector<int64_t> slots(T);
@@ -230,25 +273,49 @@ class ForwardPass {
         context_lens[rows_[s].begin + i] = static_cast<int32_t>(pos + 1);
       }
     }
-    mla_cache_write_ref({.ckv = ckv.data(), .k_pe = kv.data() + L, .ckv_stride = L,
-                         .k_pe_stride = cdim, .slot_mapping = slots.data(), .num_tokens = T,
-                         .kv_lora = L, .rope = rope, .cache = cache});
+    mla_cache_write_ref({.ckv = ckv.data(),
+                         .k_pe = kv.data() + L,
+                         .ckv_stride = L,
+                         .k_pe_stride = cdim,
+                         .slot_mapping = slots.data(),
+                         .num_tokens = T,
+                         .kv_lora = L,
+                         .rope = rope,
+                         .cache = cache});
 
     std::vector<float> q_lat(T * H * L), out_lat(T * H * L), attn(T * H * c_.v_head_dim);
-    mla_absorb_q_ref({.q = q.data(), .num_tokens = T, .num_heads = H, .nope = nope, .rope = rope,
-                      .v_dim = c_.v_head_dim, .kv_b = w.kv_b_proj, .q_lat = q_lat.data()});
+    mla_absorb_q_ref({.q = q.data(),
+                      .num_tokens = T,
+                      .num_heads = H,
+                      .nope = nope,
+                      .rope = rope,
+                      .v_dim = c_.v_head_dim,
+                      .kv_b = w.kv_b_proj,
+                      .q_lat = q_lat.data()});
     const float scale = 1.f / std::sqrt(static_cast<float>(qdim));
     for (size_t s = 0; s < seqs_.size(); ++s) {
       const int64_t r0 = rows_[s].begin;
-      mla_attention_ref({.q_lat = q_lat.data() + r0 * H * L, .q = q.data() + r0 * H * qdim,
-                         .cache = cache, .page_table = seqs_[s].page_table.data(),
-                         .context_lens = context_lens.data() + r0, .num_tokens = rows_[s].len,
-                         .num_heads = H, .nope = nope, .rope = rope, .kv_lora = L,
-                         .page_size = kPageSize, .scale = scale,
+      mla_attention_ref({.q_lat = q_lat.data() + r0 * H * L,
+                         .q = q.data() + r0 * H * qdim,
+                         .cache = cache,
+                         .page_table = seqs_[s].page_table.data(),
+                         .context_lens = context_lens.data() + r0,
+                         .num_tokens = rows_[s].len,
+                         .num_heads = H,
+                         .nope = nope,
+                         .rope = rope,
+                         .kv_lora = L,
+                         .page_size = kPageSize,
+                         .scale = scale,
                          .out_lat = out_lat.data() + r0 * H * L});
     }
-    mla_unabsorb_ref({.out_lat = out_lat.data(), .num_tokens = T, .num_heads = H, .nope = nope,
-                      .v_dim = c_.v_head_dim, .kv_b = w.kv_b_proj, .out = attn.data()});
+    mla_unabsorb_ref({.out_lat = out_lat.data(),
+                      .num_tokens = T,
+                      .num_heads = H,
+                      .nope = nope,
+                      .v_dim = c_.v_head_dim,
+                      .kv_b = w.kv_b_proj,
+                      .out = attn.data()});
     linear(attn.data(), T, w.o_proj, out);
   }
 
@@ -257,17 +324,35 @@ class ForwardPass {
     std::vector<float> router_logits(T * E), weights(T * K);
     std::vector<int32_t> ids(T * K);
     linear(b, T, w.router, router_logits.data());
-    moe_router_ref({.logits = router_logits.data(), .bias = w.correction_bias, .num_tokens = T,
-                    .num_experts = E, .top_k = K, .num_groups = c_.num_expert_group,
-                    .topk_groups = c_.topk_group, .renormalize = c_.moe_renormalize,
-                    .routed_scaling = c_.routed_scaling_factor, .expert_ids = ids.data(),
+    moe_router_ref({.logits = router_logits.data(),
+                    .bias = w.correction_bias,
+                    .num_tokens = T,
+                    .num_experts = E,
+                    .top_k = K,
+                    .num_groups = c_.num_expert_group,
+                    .topk_groups = c_.topk_group,
+                    .renormalize = c_.moe_renormalize,
+                    .routed_scaling = c_.routed_scaling_factor,
+                    .expert_ids = ids.data(),
                     .weights = weights.data()});
-    moe_experts_ref({.x = b, .num_tokens = T, .top_k = K, .expert_ids = ids.data(),
-                     .weights = weights.data(), .w1 = w.w1.data(), .w3 = w.w3.data(),
-                     .w2 = w.w2.data(), .out = out, .accumulate = false});
+    moe_experts_ref({.x = b,
+                     .num_tokens = T,
+                     .top_k = K,
+                     .expert_ids = ids.data(),
+                     .weights = weights.data(),
+                     .w1 = w.w1.data(),
+                     .w3 = w.w3.data(),
+                     .w2 = w.w2.data(),
+                     .out = out,
+                     .accumulate = false});
     if (w.has_shared)
-      swiglu_ffn_ref({.x = b, .num_tokens = T, .gate = w.shared.gate_proj, .up = w.shared.up_proj,
-                      .down = w.shared.down_proj, .out = out, .accumulate = true});
+      swiglu_ffn_ref({.x = b,
+                      .num_tokens = T,
+                      .gate = w.shared.gate_proj,
+                      .up = w.shared.up_proj,
+                      .down = w.shared.down_proj,
+                      .out = out,
+                      .accumulate = true});
   }
 
   // Final norm and lm_head on the rows that need logits only.
@@ -280,8 +365,13 @@ class ForwardPass {
       if (n == 0) fail("sequence {}: logits requested for an empty chunk", seq.seq_id);
       const int64_t first = rows_[s].begin + rows_[s].len - n;
       std::vector<float> y(n * D);
-      rmsnorm_ref({.x = h.data() + first * D, .residual = nullptr, .weight = w_.final_norm,
-                   .eps = c_.rms_norm_eps, .num_rows = n, .dim = D, .out = y.data()});
+      rmsnorm_ref({.x = h.data() + first * D,
+                   .residual = nullptr,
+                   .weight = w_.final_norm,
+                   .eps = c_.rms_norm_eps,
+                   .num_rows = n,
+                   .dim = D,
+                   .out = y.data()});
       SeqOutput o;
       o.seq_id = seq.seq_id;
       o.logits.resize(n * V);

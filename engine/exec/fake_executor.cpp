@@ -15,7 +15,9 @@ FakeExecutor::FakeExecutor(int64_t num_pages, int64_t num_state_blocks,
   start_worker();
 }
 
-FakeExecutor::~FakeExecutor() { stop_worker(); }
+FakeExecutor::~FakeExecutor() {
+  stop_worker();
+}
 
 int32_t FakeExecutor::token_at(int64_t seq_id, int64_t position) const {
   // EOS (id 2) every `eos_every_` positions when asked; ids 3.. otherwise.

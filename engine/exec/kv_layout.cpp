@@ -37,10 +37,10 @@ CacheBudget split_cache_budget(const CacheSpec& spec, int64_t bytes, size_t act_
 
 std::string describe_cache_budget(const CacheSpec& spec, const CacheBudget& b, size_t act_bytes) {
   const double mib = 1024.0 * 1024.0;
-  return fmt::format("{} pages = {} tokens ({:.1f} MiB), {} state blocks = {} sequences ({:.1f} MiB)",
-                     b.num_pages, b.num_pages * kPageSize,
-                     b.num_pages * spec.page_bytes(act_bytes) / mib, b.num_state_blocks,
-                     b.num_state_blocks, b.num_state_blocks * spec.state_block_bytes(act_bytes) / mib);
+  return fmt::format(
+      "{} pages = {} tokens ({:.1f} MiB), {} state blocks = {} sequences ({:.1f} MiB)", b.num_pages,
+      b.num_pages * kPageSize, b.num_pages * spec.page_bytes(act_bytes) / mib, b.num_state_blocks,
+      b.num_state_blocks, b.num_state_blocks * spec.state_block_bytes(act_bytes) / mib);
 }
 
 }  // namespace kl

@@ -14,9 +14,9 @@ inline constexpr int kPageSize = 64;  // tokens per MLA page
 struct CacheSpec {
   int num_mla_layers = 0;
   int num_kda_layers = 0;
-  int64_t mla_values_per_token = 0;   // per layer: kv_lora + rope (576)
-  int64_t kda_state_values = 0;       // per layer: H * V * K (fp32)
-  int64_t kda_conv_values = 0;        // per layer: 3 (q, k, v) * (W - 1) * H * K
+  int64_t mla_values_per_token = 0;  // per layer: kv_lora + rope (576)
+  int64_t kda_state_values = 0;      // per layer: H * V * K (fp32)
+  int64_t kda_conv_values = 0;       // per layer: 3 (q, k, v) * (W - 1) * H * K
   int64_t page_bytes(size_t act_bytes) const {
     return int64_t{num_mla_layers} * kPageSize * mla_values_per_token * act_bytes;
   }

@@ -26,11 +26,11 @@ enum class LogitsMode : uint8_t {
 // token_ids.size()) of the sequence, reading/writing its MLA pages and its KDA state block.
 struct SeqStep {
   int64_t seq_id = 0;
-  std::vector<int32_t> token_ids;    // the tokens to compute (a decode step has one)
-  int64_t num_computed_tokens = 0;   // tokens already in the caches before this step
-  std::vector<int32_t> page_table;   // MLA pages covering every token up to the chunk's end
-  int32_t state_block = -1;          // KDA state block of the sequence
-  bool reset_state = false;          // zero the state block first (a sequence's first chunk)
+  std::vector<int32_t> token_ids;   // the tokens to compute (a decode step has one)
+  int64_t num_computed_tokens = 0;  // tokens already in the caches before this step
+  std::vector<int32_t> page_table;  // MLA pages covering every token up to the chunk's end
+  int32_t state_block = -1;         // KDA state block of the sequence
+  bool reset_state = false;         // zero the state block first (a sequence's first chunk)
   LogitsMode logits = LogitsMode::kNone;
   bool sample = true;  // with logits: sample a token from the chunk's last row
   // kAll with prompt logprobs: the prompt token that follows the chunk's last token (-1: none),
@@ -43,9 +43,9 @@ struct SeqStep {
 struct SeqSampling {
   int64_t seq_id = 0;
   std::shared_ptr<const SamplingParams> params;
-  uint64_t seed = 0;                    // the sequence's random stream
-  std::vector<int32_t> prompt_tokens;   // repetition penalty
-  std::vector<int32_t> output_tokens;   // generated before a recompute (penalties, positions)
+  uint64_t seed = 0;                       // the sequence's random stream
+  std::vector<int32_t> prompt_tokens;      // repetition penalty
+  std::vector<int32_t> output_tokens;      // generated before a recompute (penalties, positions)
   std::vector<int32_t> min_tokens_banned;  // EOS and stop ids, banned while below min_tokens
 };
 
@@ -68,7 +68,7 @@ struct StepPlan {
   uint64_t step_id = 0;
   std::vector<StateBlockOp> block_ops;
   std::vector<PageCopy> page_copies;
-  std::vector<SeqSampling> new_seqs;   // registered before the compute
+  std::vector<SeqSampling> new_seqs;  // registered before the compute
   std::vector<SeqStep> seqs;
   std::vector<int64_t> finished_seqs;  // ended or preempted before this step: dropped first
   bool return_logits = false;          // copy logits rows into SeqOutput (tests, debugging)
@@ -76,9 +76,9 @@ struct StepPlan {
 
 struct SeqOutput {
   int64_t seq_id = 0;
-  int32_t sampled_token = -1;   // -1 when the step had LogitsMode::kNone
-  std::vector<float> logits;    // [rows, vocab] (kLast: 1 row, kAll: chunk rows); tests only
-  float logprob = 0.f;          // of the sampled token (when the sequence asked for logprobs)
+  int32_t sampled_token = -1;  // -1 when the step had LogitsMode::kNone
+  std::vector<float> logits;   // [rows, vocab] (kLast: 1 row, kAll: chunk rows); tests only
+  float logprob = 0.f;         // of the sampled token (when the sequence asked for logprobs)
   std::vector<kernels::TokenLogprob> top_logprobs;
   // kAll rows with prompt logprobs: row i holds the logprob of the token after row i's token
   // (first entry) and the top-k; the last row's is empty when next_prompt_token was -1.
@@ -89,8 +89,8 @@ struct StepResult {
   uint64_t step_id = 0;
   std::vector<SeqOutput> outputs;  // one per SeqStep with logits != kNone, in plan order
   bool ok = true;
-  std::string error;               // set when !ok: the step failed; its sequences' caches are
-                                   // undefined and they must be ended or recomputed
+  std::string error;  // set when !ok: the step failed; its sequences' caches are
+                      // undefined and they must be ended or recomputed
 };
 
 }  // namespace kl

@@ -3,9 +3,13 @@
 
 namespace kl {
 
-ThreadedExecutor::~ThreadedExecutor() { stop_worker(); }
+ThreadedExecutor::~ThreadedExecutor() {
+  stop_worker();
+}
 
-void ThreadedExecutor::start_worker() { worker_ = std::thread([this] { worker_loop(); }); }
+void ThreadedExecutor::start_worker() {
+  worker_ = std::thread([this] { worker_loop(); });
+}
 
 void ThreadedExecutor::stop_worker() {
   {

@@ -10,11 +10,16 @@ namespace kl {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kNone: return "";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kError: return "error";
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
   }
   return "";
 }
@@ -184,7 +189,8 @@ bool Scheduler::fork_children(Sequence& parent, StepPlan& plan, std::vector<int6
 bool Scheduler::schedule_chunk(Sequence& s, int64_t& budget, StepPlan& plan,
                                std::vector<int64_t>& in_plan) {
   int64_t remaining = s.num_tokens() - s.num_computed_tokens;
-  if (s.num_forks_pending > 0) remaining = std::min(remaining, s.fork_point() - s.num_computed_tokens);
+  if (s.num_forks_pending > 0)
+    remaining = std::min(remaining, s.fork_point() - s.num_computed_tokens);
   const int64_t chunk = std::min(remaining, budget);
   if (chunk <= 0) return false;
   if (!make_room(s, s.num_computed_tokens + chunk, in_plan)) return false;
@@ -198,7 +204,7 @@ bool Scheduler::schedule_chunk(Sequence& s, int64_t& budget, StepPlan& plan,
   const int64_t end = s.num_computed_tokens + chunk;
   for (int64_t pos = s.num_computed_tokens; pos < end; ++pos)
     step.token_ids.push_back(pos < static_cast<int64_t>(s.tokens.size()) ? s.tokens[pos]
-                                                                           : kPrevSampledToken);
+                                                                         : kPrevSampledToken);
   step.sample = end == s.num_tokens() && s.num_forks_pending == 0;
   const bool want_prompt_lp = s.params->prompt_logprobs >= 0 && !s.prompt_logprobs_done &&
                               s.num_computed_tokens < s.num_prompt_tokens;
@@ -396,10 +402,10 @@ void Scheduler::check_invariants() const {
              "sequence {} running state disagrees with the running list", id);
     KL_CHECK(running || s.cache.empty(), "waiting sequence {} holds caches", id);
     KL_CHECK(!running || s.cache.state_block >= 0, "running sequence {} has no state block", id);
-    KL_CHECK(!running || static_cast<int64_t>(s.cache.pages.size()) * kPageSize >=
-                             s.num_computed_tokens,
-             "sequence {} computed {} tokens but holds {} pages", id, s.num_computed_tokens,
-             s.cache.pages.size());
+    KL_CHECK(
+        !running || static_cast<int64_t>(s.cache.pages.size()) * kPageSize >= s.num_computed_tokens,
+        "sequence {} computed {} tokens but holds {} pages", id, s.num_computed_tokens,
+        s.cache.pages.size());
     owners.push_back(&s.cache);
   }
   KL_CHECK(running_.size() + waiting_.size() == seqs_.size(),

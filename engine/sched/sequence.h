@@ -21,9 +21,9 @@ struct Sequence {
   int64_t request_id = 0;
   int index = 0;  // sample index within the request
   std::shared_ptr<const SamplingParams> params;
-  int priority = 0;       // lower runs first (vLLM's convention)
-  uint64_t arrival = 0;   // admission order of the request
-  uint64_t seed = 0;      // random stream of this sample
+  int priority = 0;      // lower runs first (vLLM's convention)
+  uint64_t arrival = 0;  // admission order of the request
+  uint64_t seed = 0;     // random stream of this sample
 
   std::vector<int32_t> tokens;  // prompt, then generated tokens known on the host
   int64_t num_prompt_tokens = 0;
@@ -41,9 +41,7 @@ struct Sequence {
   int num_forks_pending = 0;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()) + num_pending; }
-  int64_t num_generated() const {
-    return static_cast<int64_t>(tokens.size()) - num_prompt_tokens;
-  }
+  int64_t num_generated() const { return static_cast<int64_t>(tokens.size()) - num_prompt_tokens; }
   int64_t fork_point() const { return num_prompt_tokens - 1; }
 };
 

@@ -13,11 +13,11 @@ struct ShortConvParams {
   const float* x = nullptr;  // [num_tokens, dim] pre-conv projections
   int64_t num_tokens = 0;
   int64_t dim = 0;
-  int kernel_size = 4;       // W
-  WeightView weight;         // [dim, W] (checkpoint [dim, 1, W]); tap W-1 multiplies the current token
-  float* window = nullptr;   // [W-1, dim] in/out, oldest first
+  int kernel_size = 4;  // W
+  WeightView weight;    // [dim, W] (checkpoint [dim, 1, W]); tap W-1 multiplies the current token
+  float* window = nullptr;  // [W-1, dim] in/out, oldest first
   bool apply_silu = true;
-  float* out = nullptr;      // [num_tokens, dim]; must not alias x
+  float* out = nullptr;  // [num_tokens, dim]; must not alias x
 };
 
 void short_conv_ref(const ShortConvParams& p);

@@ -10,8 +10,8 @@ namespace kl::kernels {
 struct EmbeddingParams {
   const int32_t* token_ids = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
-  WeightView table;                    // [vocab, hidden]
-  float* out = nullptr;                // [num_tokens, hidden] fp32
+  WeightView table;      // [vocab, hidden]
+  float* out = nullptr;  // [num_tokens, hidden] fp32
 };
 
 void embedding_ref(const EmbeddingParams& p);

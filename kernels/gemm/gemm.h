@@ -13,10 +13,10 @@ struct GemmParams {
   const float* x = nullptr;  // [m, w.cols], row stride x_stride (0 = w.cols)
   int64_t m = 0;
   int64_t x_stride = 0;
-  WeightView w;              // [n, k] = [w.rows, w.cols], bf16/f16/f32
-  float* out = nullptr;      // [m, w.rows], row stride out_stride (0 = w.rows)
+  WeightView w;          // [n, k] = [w.rows, w.cols], bf16/f16/f32
+  float* out = nullptr;  // [m, w.rows], row stride out_stride (0 = w.rows)
   int64_t out_stride = 0;
-  bool accumulate = false;   // out += result instead of out = result
+  bool accumulate = false;  // out += result instead of out = result
 };
 
 void gemm_ref(const GemmParams& p);

@@ -18,8 +18,8 @@ struct KdaParams {
   int64_t head_k = 0;
   int64_t head_v = 0;
   float scale = 1.f;
-  float* state = nullptr;       // [H, V, K] in/out: initial state in, final state out
-  float* out = nullptr;         // [num_tokens, H, V]
+  float* state = nullptr;  // [H, V, K] in/out: initial state in, final state out
+  float* out = nullptr;    // [num_tokens, H, V]
 };
 
 // S <- diag(exp g_t) S; r = S^T k; S <- S + k (beta (v - r))^T; o = S^T (scale q). Token by token.

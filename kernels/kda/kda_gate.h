@@ -20,7 +20,7 @@ struct KdaGateParams {
   int64_t head_dim = 0;
   bool has_lower_bound = false;
   float lower_bound = 0.f;
-  float* g = nullptr;        // [num_tokens, H*K]; may alias f
+  float* g = nullptr;  // [num_tokens, H*K]; may alias f
 };
 
 void kda_gate_ref(const KdaGateParams& p);

@@ -32,8 +32,8 @@ struct MlaAbsorbParams {
   int64_t nope = 128;
   int64_t rope = 64;
   int64_t v_dim = 128;
-  WeightView kv_b;           // [H * (nope + v_dim), kv_lora]
-  float* q_lat = nullptr;    // [num_tokens, H, kv_lora]
+  WeightView kv_b;         // [H * (nope + v_dim), kv_lora]
+  float* q_lat = nullptr;  // [num_tokens, H, kv_lora]
 };
 
 void mla_absorb_q_ref(const MlaAbsorbParams& p);
@@ -41,10 +41,10 @@ void mla_absorb_q_ref(const MlaAbsorbParams& p);
 // Attention of each query over the first context_lens[t] cached tokens of its sequence, keys in
 // page order: s_j = (q_lat . c_j + q_pe . k_pe_j) * scale, softmax in fp32, out_lat = sum p_j c_j.
 struct MlaAttentionParams {
-  const float* q_lat = nullptr;         // [num_tokens, H, kv_lora]
-  const float* q = nullptr;             // [num_tokens, H, nope + rope]; q_pe = last `rope` values
-  const float* cache = nullptr;         // [num_pages, page_size, kv_lora + rope]
-  const int32_t* page_table = nullptr;  // pages of this sequence, in order
+  const float* q_lat = nullptr;           // [num_tokens, H, kv_lora]
+  const float* q = nullptr;               // [num_tokens, H, nope + rope]; q_pe = last `rope` values
+  const float* cache = nullptr;           // [num_pages, page_size, kv_lora + rope]
+  const int32_t* page_table = nullptr;    // pages of this sequence, in order
   const int32_t* context_lens = nullptr;  // [num_tokens] keys visible to each query
   int64_t num_tokens = 0;
   int64_t num_heads = 0;
@@ -52,8 +52,8 @@ struct MlaAttentionParams {
   int64_t rope = 64;
   int64_t kv_lora = 512;
   int64_t page_size = 64;
-  float scale = 0.f;                    // 1/sqrt(nope + rope)
-  float* out_lat = nullptr;             // [num_tokens, H, kv_lora]
+  float scale = 0.f;         // 1/sqrt(nope + rope)
+  float* out_lat = nullptr;  // [num_tokens, H, kv_lora]
 };
 
 void mla_attention_ref(const MlaAttentionParams& p);
@@ -66,7 +66,7 @@ struct MlaUnabsorbParams {
   int64_t nope = 128;
   int64_t v_dim = 128;
   WeightView kv_b;
-  float* out = nullptr;            // [num_tokens, H * v_dim]
+  float* out = nullptr;  // [num_tokens, H * v_dim]
 };
 
 void mla_unabsorb_ref(const MlaUnabsorbParams& p);

@@ -31,10 +31,10 @@ void moe_router_ref(const MoeRouterParams& p);
 struct SwigluFfnParams {
   const float* x = nullptr;  // [num_tokens, hidden]
   int64_t num_tokens = 0;
-  WeightView gate;           // [inter, hidden]
-  WeightView up;             // [inter, hidden]
-  WeightView down;           // [hidden, inter]
-  float* out = nullptr;      // [num_tokens, hidden]
+  WeightView gate;       // [inter, hidden]
+  WeightView up;         // [inter, hidden]
+  WeightView down;       // [hidden, inter]
+  float* out = nullptr;  // [num_tokens, hidden]
   bool accumulate = false;
 };
 
@@ -42,15 +42,15 @@ void swiglu_ffn_ref(const SwigluFfnParams& p);
 
 // out[t] = sum_i weights[t, i] * Expert_{expert_ids[t, i]}(x[t]), summed in selection order.
 struct MoeExpertsParams {
-  const float* x = nullptr;         // [num_tokens, hidden]
+  const float* x = nullptr;  // [num_tokens, hidden]
   int64_t num_tokens = 0;
   int64_t top_k = 0;
   const int32_t* expert_ids = nullptr;  // [num_tokens, top_k]
   const float* weights = nullptr;       // [num_tokens, top_k]
-  const WeightView* w1 = nullptr;  // [E] gate projections, each [inter, hidden]
-  const WeightView* w3 = nullptr;  // [E] up projections, each [inter, hidden]
-  const WeightView* w2 = nullptr;  // [E] down projections, each [hidden, inter]
-  float* out = nullptr;            // [num_tokens, hidden]
+  const WeightView* w1 = nullptr;       // [E] gate projections, each [inter, hidden]
+  const WeightView* w3 = nullptr;       // [E] up projections, each [inter, hidden]
+  const WeightView* w2 = nullptr;       // [E] down projections, each [hidden, inter]
+  float* out = nullptr;                 // [num_tokens, hidden]
   bool accumulate = false;
 };
 

@@ -16,7 +16,7 @@ struct RmsNormParams {
   float eps = 1e-5f;
   int64_t num_rows = 0;
   int64_t dim = 0;
-  float* out = nullptr;       // [num_rows, dim]; may alias x
+  float* out = nullptr;  // [num_rows, dim]; may alias x
 };
 
 void rmsnorm_ref(const RmsNormParams& p);
@@ -27,9 +27,9 @@ struct GatedRmsNormParams {
   const float* gate = nullptr;  // [num_rows, dim]
   WeightView weight;            // [dim], shared by all heads
   float eps = 1e-5f;
-  int64_t num_rows = 0;         // tokens x heads
-  int64_t dim = 0;              // head dim
-  float* out = nullptr;         // [num_rows, dim]; may alias x
+  int64_t num_rows = 0;  // tokens x heads
+  int64_t dim = 0;       // head dim
+  float* out = nullptr;  // [num_rows, dim]; may alias x
 };
 
 void gated_rmsnorm_ref(const GatedRmsNormParams& p);

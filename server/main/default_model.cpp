@@ -55,9 +55,9 @@ nlohmann::json default_model_config() {
       {"tie_word_embeddings", false},
       {"model_max_length", 8192},
       {"num_nextn_predict_layers", 0},
-      {"bos_token_id", tok::kDefaultNumRegularTokens},          // [BOS]
-      {"eos_token_id", tok::kDefaultNumRegularTokens + 2},      // <|im_end|>
-      {"pad_token_id", vocab - 1},                               // [PAD]
+      {"bos_token_id", tok::kDefaultNumRegularTokens},      // [BOS]
+      {"eos_token_id", tok::kDefaultNumRegularTokens + 2},  // <|im_end|>
+      {"pad_token_id", vocab - 1},                          // [PAD]
       {"linear_attn_config",
        {{"num_heads", 2},
         {"head_dim", 64},
@@ -69,10 +69,14 @@ nlohmann::json default_model_config() {
 
 std::string default_model_dir() {
   fs::path cache;
-  if (const char* d = std::getenv("KLSERVE_CACHE_DIR"); d && *d) cache = d;
-  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) cache = fs::path(x) / "klserve";
-  else if (const char* h = std::getenv("HOME"); h && *h) cache = fs::path(h) / ".cache" / "klserve";
-  else cache = "/tmp/klserve";
+  if (const char* d = std::getenv("KLSERVE_CACHE_DIR"); d && *d)
+    cache = d;
+  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+    cache = fs::path(x) / "klserve";
+  else if (const char* h = std::getenv("HOME"); h && *h)
+    cache = fs::path(h) / ".cache" / "klserve";
+  else
+    cache = "/tmp/klserve";
   return (cache / "default-model-v1").string();
 }
 
@@ -84,7 +88,8 @@ std::string ensure_default_model() {
   log->info("creating the embedded default model in {} (first run)", dir.string());
   std::error_code ec;
   fs::create_directories(dir.parent_path(), ec);
-  if (ec) fail("cannot create the cache directory {}: {}", dir.parent_path().string(), ec.message());
+  if (ec)
+    fail("cannot create the cache directory {}: {}", dir.parent_path().string(), ec.message());
   const fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp, ec);
   const auto summary =

@@ -80,8 +80,10 @@ int run_serve(const ServeOptions& o) {
   if (o.device == "cuda")
     fail("--device cuda: the CUDA executor is not part of this build yet; use --device cpu");
   if (o.tensor_parallel_size != 1)
-    fail("--tensor-parallel-size {}: tensor parallelism needs --device cuda, which is not "
-         "available in this build", o.tensor_parallel_size);
+    fail(
+        "--tensor-parallel-size {}: tensor parallelism needs --device cuda, which is not "
+        "available in this build",
+        o.tensor_parallel_size);
   if (o.dtype == "bfloat16")
     fail("--dtype bfloat16: the CPU executor computes in float32; use --dtype auto or float32");
 
@@ -121,7 +123,8 @@ int run_serve(const ServeOptions& o) {
   }
 
   // Caches and limits. The CPU executor keeps activations and caches in float32.
-  int64_t max_model_len = config.max_position_embeddings > 0 ? config.max_position_embeddings : 8192;
+  int64_t max_model_len =
+      config.max_position_embeddings > 0 ? config.max_position_embeddings : 8192;
   if (o.max_model_len > 0) {
     if (config.max_position_embeddings > 0 && o.max_model_len > config.max_position_embeddings)
       fail("--max-model-len {} exceeds the model's limit of {} tokens", o.max_model_len,
@@ -135,9 +138,10 @@ int run_serve(const ServeOptions& o) {
   if (pages_for_tokens(max_model_len) > cache.num_pages) {
     const int64_t fit = cache.num_pages * kPageSize;
     if (o.max_model_len > 0)
-      fail("--max-model-len {} needs {} pages but the cache holds {} ({} tokens); raise "
-           "--kv-cache-space or lower --max-model-len", max_model_len,
-           pages_for_tokens(max_model_len), cache.num_pages, fit);
+      fail(
+          "--max-model-len {} needs {} pages but the cache holds {} ({} tokens); raise "
+          "--kv-cache-space or lower --max-model-len",
+          max_model_len, pages_for_tokens(max_model_len), cache.num_pages, fit);
     log->warn("max_model_len lowered from {} to {} tokens to fit the cache", max_model_len, fit);
     max_model_len = fit;
   }
@@ -146,18 +150,18 @@ int run_serve(const ServeOptions& o) {
   ec.vocab_size = config.vocab_size;
   ec.max_num_waiting = o.max_num_waiting;
   ec.seed = o.seed;
-  ec.scheduler.max_num_seqs = static_cast<int>(std::min<int64_t>(o.max_num_seqs, cache.num_state_blocks));
+  ec.scheduler.max_num_seqs =
+      static_cast<int>(std::min<int64_t>(o.max_num_seqs, cache.num_state_blocks));
   ec.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
   ec.scheduler.max_model_len = max_model_len;
   ec.scheduler.eos_token_ids = stop_ids;
-  Engine engine(ec, std::make_unique<CpuExecutor>(config, weights, cache.num_pages,
-                                                  cache.num_state_blocks));
+  Engine engine(
+      ec, std::make_unique<CpuExecutor>(config, weights, cache.num_pages, cache.num_state_blocks));
 
   ctx.engine = &engine;
-  ctx.card.served_model_name = !o.served_model_name.empty()
-                                   ? o.served_model_name
-                                   : embedded ? "klserve-default"
-                                              : fs::path(dir).filename().string();
+  ctx.card.served_model_name = !o.served_model_name.empty() ? o.served_model_name
+                               : embedded                   ? "klserve-default"
+                                                            : fs::path(dir).filename().string();
   ctx.card.model_dir = dir;
   ctx.card.max_model_len = max_model_len;
   ctx.card.vocab_size = config.vocab_size;

@@ -21,8 +21,7 @@ void Histogram::observe(double v) {
     sum_micros_.fetch_add(static_cast<uint64_t>(std::llround(v * 1e6)), std::memory_order_relaxed);
 }
 
-void Histogram::render(std::string& out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i].load(std::memory_order_relaxed);
@@ -39,16 +38,16 @@ namespace {
 
 // vLLM's bucket boundaries for the latency histograms.
 std::vector<double> ttft_buckets() {
-  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-          2.5,   5.0,   7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
+          1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
 }
 std::vector<double> itl_buckets() {
-  return {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
-          1.0,  2.5,   5.0,  7.5,   10.0, 20.0, 40.0, 80.0};
+  return {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+          0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
 }
 std::vector<double> e2e_buckets() {
-  return {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5,   5.0,   10.0, 15.0,
-          20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+  return {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+          30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 }
 std::vector<double> length_buckets() {
   return {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000};
@@ -68,18 +67,23 @@ Metrics::Metrics(std::string model_name)
       prompt_len_(length_buckets()),
       gen_len_(length_buckets()) {}
 
-void Metrics::on_request_done(double e2e_seconds, int64_t prompt_tokens,
-                              int64_t generation_tokens, const std::string& finish_reason) {
+void Metrics::on_request_done(double e2e_seconds, int64_t prompt_tokens, int64_t generation_tokens,
+                              const std::string& finish_reason) {
   e2e_.observe(e2e_seconds);
   prompt_len_.observe(static_cast<double>(prompt_tokens));
   gen_len_.observe(static_cast<double>(generation_tokens));
   prompt_tokens_.fetch_add(prompt_tokens, std::memory_order_relaxed);
   generation_tokens_.fetch_add(generation_tokens, std::memory_order_relaxed);
-  if (finish_reason == "stop") finished_stop_++;
-  else if (finish_reason == "length") finished_length_++;
-  else if (finish_reason == "tool_calls") finished_tool_calls_++;
-  else if (finish_reason == "abort") finished_abort_++;
-  else finished_error_++;
+  if (finish_reason == "stop")
+    finished_stop_++;
+  else if (finish_reason == "length")
+    finished_length_++;
+  else if (finish_reason == "tool_calls")
+    finished_tool_calls_++;
+  else if (finish_reason == "abort")
+    finished_abort_++;
+  else
+    finished_error_++;
 }
 
 void Metrics::on_request_error(int http_status) {
@@ -89,11 +93,13 @@ void Metrics::on_request_error(int http_status) {
 std::string Metrics::render(const EngineStats& s) const {
   std::string out;
   const std::string& l = labels_;
-  header(out, "vllm:num_requests_running", "gauge", "Number of requests in model execution batches.");
+  header(out, "vllm:num_requests_running", "gauge",
+         "Number of requests in model execution batches.");
   out += fmt::format("vllm:num_requests_running{{{}}} {}\n", l, s.num_running);
   header(out, "vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.");
   out += fmt::format("vllm:num_requests_waiting{{{}}} {}\n", l, s.num_waiting);
-  header(out, "vllm:kv_cache_usage_perc", "gauge", "KV-cache (MLA pages) usage. 1 means 100 percent usage.");
+  header(out, "vllm:kv_cache_usage_perc", "gauge",
+         "KV-cache (MLA pages) usage. 1 means 100 percent usage.");
   out += fmt::format("vllm:kv_cache_usage_perc{{{}}} {}\n", l, s.page_usage);
   header(out, "klserve:kda_state_block_usage_perc", "gauge",
          "KDA recurrent-state block usage. 1 means 100 percent usage.");
@@ -105,22 +111,32 @@ std::string Metrics::render(const EngineStats& s) const {
   header(out, "vllm:generation_tokens_total", "counter", "Number of generation tokens processed.");
   out += fmt::format("vllm:generation_tokens_total{{{}}} {}\n", l, generation_tokens_.load());
   header(out, "vllm:request_success_total", "counter", "Count of successfully processed requests.");
-  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"stop\"}} {}\n", l, finished_stop_.load());
-  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"length\"}} {}\n", l, finished_length_.load());
-  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"tool_calls\"}} {}\n", l, finished_tool_calls_.load());
-  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"abort\"}} {}\n", l, finished_abort_.load());
+  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"stop\"}} {}\n", l,
+                     finished_stop_.load());
+  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"length\"}} {}\n", l,
+                     finished_length_.load());
+  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"tool_calls\"}} {}\n", l,
+                     finished_tool_calls_.load());
+  out += fmt::format("vllm:request_success_total{{{},finished_reason=\"abort\"}} {}\n", l,
+                     finished_abort_.load());
   header(out, "klserve:request_errors_total", "counter", "Requests answered with an error status.");
-  out += fmt::format("klserve:request_errors_total{{{},class=\"4xx\"}} {}\n", l, errors_4xx_.load());
-  out += fmt::format("klserve:request_errors_total{{{},class=\"5xx\"}} {}\n", l, errors_5xx_.load() + finished_error_.load());
-  header(out, "vllm:time_to_first_token_seconds", "histogram", "Histogram of time to first token in seconds.");
+  out +=
+      fmt::format("klserve:request_errors_total{{{},class=\"4xx\"}} {}\n", l, errors_4xx_.load());
+  out += fmt::format("klserve:request_errors_total{{{},class=\"5xx\"}} {}\n", l,
+                     errors_5xx_.load() + finished_error_.load());
+  header(out, "vllm:time_to_first_token_seconds", "histogram",
+         "Histogram of time to first token in seconds.");
   ttft_.render(out, "vllm:time_to_first_token_seconds", l);
-  header(out, "vllm:inter_token_latency_seconds", "histogram", "Histogram of inter-token latency in seconds.");
+  header(out, "vllm:inter_token_latency_seconds", "histogram",
+         "Histogram of inter-token latency in seconds.");
   itl_.render(out, "vllm:inter_token_latency_seconds", l);
-  header(out, "vllm:e2e_request_latency_seconds", "histogram", "Histogram of end to end request latency in seconds.");
+  header(out, "vllm:e2e_request_latency_seconds", "histogram",
+         "Histogram of end to end request latency in seconds.");
   e2e_.render(out, "vllm:e2e_request_latency_seconds", l);
   header(out, "vllm:request_prompt_tokens", "histogram", "Number of prefill tokens processed.");
   prompt_len_.render(out, "vllm:request_prompt_tokens", l);
-  header(out, "vllm:request_generation_tokens", "histogram", "Number of generation tokens processed.");
+  header(out, "vllm:request_generation_tokens", "histogram",
+         "Number of generation tokens processed.");
   gen_len_.render(out, "vllm:request_generation_tokens", l);
   return out;
 }

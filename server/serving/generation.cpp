@@ -33,7 +33,9 @@ void GenerationRun::cancel() {
   ctx_.engine->cancel(stream_->id());
 }
 
-bool GenerationRun::done() const { return num_finished_ == static_cast<int>(choices_.size()); }
+bool GenerationRun::done() const {
+  return num_finished_ == static_cast<int>(choices_.size());
+}
 
 int64_t GenerationRun::num_generated_tokens() const {
   int64_t n = 0;
@@ -62,8 +64,10 @@ void GenerationRun::finish_choice(Choice& c, ChoiceUpdate& u, const std::string&
   if (c.detok) add_text(c, u, c.detok->finish().text);
   if (c.tools) {
     for (auto& ev : c.tools->finish()) {
-      if (ev.kind == tok::ToolCallEvent::Kind::kContent) u.text += ev.text;
-      else u.tool_events.push_back(std::move(ev));
+      if (ev.kind == tok::ToolCallEvent::Kind::kContent)
+        u.text += ev.text;
+      else
+        u.tool_events.push_back(std::move(ev));
     }
   }
   // A turn that ended normally after emitting tool calls is a tool-call turn (OpenAI's reason).

@@ -32,13 +32,13 @@ struct TokenLogprobs {
 
 struct ChoiceUpdate {
   int index = 0;
-  std::string text;                               // new content (UTF-8, never split mid-char)
-  std::vector<tok::ToolCallEvent> tool_events;    // new tool-call events (parse_tool_calls)
-  std::vector<int32_t> token_ids;                 // new generated tokens
-  std::vector<TokenLogprobs> logprobs;            // one per new token (when asked)
+  std::string text;                             // new content (UTF-8, never split mid-char)
+  std::vector<tok::ToolCallEvent> tool_events;  // new tool-call events (parse_tool_calls)
+  std::vector<int32_t> token_ids;               // new generated tokens
+  std::vector<TokenLogprobs> logprobs;          // one per new token (when asked)
   std::vector<std::vector<kernels::TokenLogprob>> prompt_logprobs;  // once, at the start
-  std::optional<std::string> finish_reason;       // "stop" | "length" | "tool_calls" | "abort"
-  std::string error;                              // the engine failed this choice
+  std::optional<std::string> finish_reason;  // "stop" | "length" | "tool_calls" | "abort"
+  std::string error;                         // the engine failed this choice
 };
 
 class GenerationRun {

@@ -24,7 +24,7 @@ struct ModelCard {
   std::string model_dir;          // where it was loaded from ("<embedded default>", ...)
   int64_t max_model_len = 0;
   int64_t vocab_size = 0;
-  int64_t created = 0;            // unix seconds, for /v1/models
+  int64_t created = 0;  // unix seconds, for /v1/models
 };
 
 struct ServingContext {

@@ -33,10 +33,14 @@ int main(int argc, char** argv) {
   int prompt_len = 512, batch = 8, decode_steps = 32;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--prompt" && i + 1 < argc) prompt_len = std::atoi(argv[++i]);
-    else if (a == "--batch" && i + 1 < argc) batch = std::atoi(argv[++i]);
-    else if (a == "--decode" && i + 1 < argc) decode_steps = std::atoi(argv[++i]);
-    else dir = a;
+    if (a == "--prompt" && i + 1 < argc)
+      prompt_len = std::atoi(argv[++i]);
+    else if (a == "--batch" && i + 1 < argc)
+      batch = std::atoi(argv[++i]);
+    else if (a == "--decode" && i + 1 < argc)
+      decode_steps = std::atoi(argv[++i]);
+    else
+      dir = a;
   }
   try {
     const ModelConfig config = load_model_config(dir + "/config.json");

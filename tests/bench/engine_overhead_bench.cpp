@@ -47,8 +47,9 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     for (int i = 0; i < steps; ++i) run_step();
     const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / steps;
-    std::printf("scheduler: %d running sequences, %d decode steps: %.1f us/step (schedule + update)\n",
-                num_seqs, steps, us);
+    std::printf(
+        "scheduler: %d running sequences, %d decode steps: %.1f us/step (schedule + update)\n",
+        num_seqs, steps, us);
   }
 
   // 2. Whole engine loop (plan, submit, collect, update, deliver to streams) with a no-op executor.
@@ -79,9 +80,11 @@ int main(int argc, char** argv) {
     }
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const EngineStats st = engine.stats();
-    std::printf("engine loop: %d sequences x %d tokens, %lld steps in %.3f s: %.1f us/step, %.0f tokens/s\n",
-                num_seqs, steps, static_cast<long long>(st.num_steps), secs, 1e6 * secs / st.num_steps,
-                tokens / secs);
+    std::printf(
+        "engine loop: %d sequences x %d tokens, %lld steps in %.3f s: %.1f us/step, %.0f "
+        "tokens/s\n",
+        num_seqs, steps, static_cast<long long>(st.num_steps), secs, 1e6 * secs / st.num_steps,
+        tokens / secs);
   }
   return 0;
 }

@@ -118,8 +118,8 @@ TEST_CASE("engine golden: concurrency, random arrivals and preemption reproduce 
       CHECK(s.tokens == gc.prompts[i].greedy_ids);
       CHECK(same_bits(s.logprobs, run.alone[i].logprobs));
     }
-    WARN(gc.name << ": " << run.stats.num_preemptions << " preemptions over "
-                 << run.stats.num_steps << " steps");
+    WARN(gc.name << ": " << run.stats.num_preemptions << " preemptions over " << run.stats.num_steps
+                 << " steps");
     CHECK(run.stats.num_preemptions > 0);
   }
 }

@@ -29,7 +29,7 @@ struct GoldenCase {
   std::unique_ptr<WeightStore> store;
   ModelWeights weights;
   std::vector<GoldenPrompt> prompts;
-  std::string activations_prompt;                       // e.g. "p4"
+  std::string activations_prompt;                         // e.g. "p4"
   std::map<std::string, std::vector<float>> activations;  // empty in compact cases
 };
 

@@ -35,7 +35,8 @@ std::vector<SeqRecord> run_scripted(Executor& exec, int64_t vocab,
 
   std::vector<SeqState> st(seqs.size());
   std::vector<SeqRecord> rec(seqs.size());
-  for (size_t i = 0; i < seqs.size(); ++i) st[i].decodes_left = std::max(seqs[i].num_generate - 1, 0);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    st[i].decodes_left = std::max(seqs[i].num_generate - 1, 0);
 
   // Plans are built ahead from the script alone: decode inputs are kPrevSampledToken, so step
   // N+1 can be submitted before step N is collected (the pipelined contract of the executor).

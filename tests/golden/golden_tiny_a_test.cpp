@@ -3,8 +3,8 @@
 // to each sequence running alone.
 #include <catch2/catch.hpp>
 
-#include <cstring>
 #include <fmt/format.h>
+#include <cstring>
 
 #include "engine/exec/cpu_executor.h"
 #include "tests/golden/golden_case.h"
@@ -153,11 +153,11 @@ TEST_CASE("golden: per-layer activations of the activations prompt (tiny-a p4)")
     plan.seqs.push_back(s);
     std::map<std::string, std::vector<float>> ours;
     std::vector<std::string> order;
-    auto r = exec->run_now(plan, [&](const std::string& name, const float* d, int64_t rows,
-                                     int64_t cols) {
-      ours[name].assign(d, d + rows * cols);
-      order.push_back(name);
-    });
+    auto r = exec->run_now(
+        plan, [&](const std::string& name, const float* d, int64_t rows, int64_t cols) {
+          ours[name].assign(d, d + rows * cols);
+          order.push_back(name);
+        });
     REQUIRE(r.ok);
     // Walk in forward order so a failure names the first diverging activation.
     for (const auto& name : order) {

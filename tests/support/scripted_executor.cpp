@@ -1,6 +1,8 @@
 // ScriptedExecutor: scripted tokens per sequence, fake logprobs, the asynchronous contract.
 #include "tests/support/scripted_executor.h"
 
+#include <thread>
+
 namespace kl::test {
 
 ScriptedExecutor::ScriptedExecutor(Script script, int32_t fallback, int32_t num_regular_tokens,
@@ -11,32 +13,12 @@ ScriptedExecutor::ScriptedExecutor(Script script, int32_t fallback, int32_t num_
       num_regular_(num_regular_tokens),
       num_pages_(num_pages),
       num_blocks_(num_state_blocks),
-      delay_(step_delay),
-      thread_([this] { run(); }) {}
+      delay_(step_delay) {
+  start_worker();
+}
 
 ScriptedExecutor::~ScriptedExecutor() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  thread_.join();
-}
-
-void ScriptedExecutor::submit(StepPlan plan) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back(std::move(plan));
-  }
-  cv_.notify_all();
-}
-
-StepResult ScriptedExecutor::collect() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return !done_.empty(); });
-  StepResult r = std::move(done_.front());
-  done_.pop_front();
-  return r;
+  stop_worker();
 }
 
 std::vector<kernels::TokenLogprob> ScriptedExecutor::alternatives(int32_t token, float logprob,
@@ -54,8 +36,6 @@ StepResult ScriptedExecutor::execute(const StepPlan& plan) {
     if (seqs_.count(s.seq_id)) continue;  // re-registered after a preemption: same script
     // A request's samples get consecutive seq ids and register within a step or two (n > 1
     // forks right after the prefill); a later request with the same prompt starts again at 0.
-    // (Finished ids are not a reliable signal: the engine drops finished_seqs of a plan that
-    // has no sequences to run.)
     Series& series = series_[s.prompt_tokens];
     const bool same_request =
         series.k >= 0 && s.seq_id == series.last_id + 1 && plan.step_id <= series.last_step + 2;
@@ -106,24 +86,9 @@ StepResult ScriptedExecutor::execute(const StepPlan& plan) {
   return r;
 }
 
-void ScriptedExecutor::run() {
-  for (;;) {
-    StepPlan plan;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !pending_.empty(); });
-      if (pending_.empty()) return;
-      plan = std::move(pending_.front());
-      pending_.pop_front();
-    }
-    if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
-    StepResult r = execute(plan);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_.push_back(std::move(r));
-    }
-    cv_.notify_all();
-  }
+StepResult ScriptedExecutor::run_step(StepPlan plan, Clock::time_point) {
+  if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
+  return execute(plan);
 }
 
 }  // namespace kl::test

@@ -4,20 +4,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
-#include "engine/exec/executor.h"
+#include "engine/exec/threaded_executor.h"
 
 namespace kl::test {
 
-class ScriptedExecutor final : public Executor {
+class ScriptedExecutor final : public ThreadedExecutor {
  public:
   // The tokens that sample `k` (0, 1, ... within one request) of a request with `prompt`
   // generates; past the end of the script it emits `fallback`. Requests with equal prompts and
@@ -29,8 +25,6 @@ class ScriptedExecutor final : public Executor {
                    std::chrono::microseconds step_delay = std::chrono::microseconds(0));
   ~ScriptedExecutor() override;
 
-  void submit(StepPlan plan) override;
-  StepResult collect() override;
   int64_t num_pages() const override { return num_pages_; }
   int64_t num_state_blocks() const override { return num_blocks_; }
 
@@ -45,7 +39,7 @@ class ScriptedExecutor final : public Executor {
     int32_t logprobs = -1;
     int32_t prompt_logprobs = -1;
   };
-  void run();
+  StepResult run_step(StepPlan plan, Clock::time_point submitted) override;
   StepResult execute(const StepPlan& plan);
   std::vector<kernels::TokenLogprob> alternatives(int32_t token, float logprob, int k) const;
 
@@ -60,13 +54,6 @@ class ScriptedExecutor final : public Executor {
   };
   std::unordered_map<int64_t, SeqState> seqs_;     // executor thread only
   std::map<std::vector<int32_t>, Series> series_;  // per prompt: the latest request's samples
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<StepPlan> pending_;
-  std::deque<StepResult> done_;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts once everything above exists
 };
 
 }  // namespace kl::test

@@ -70,8 +70,8 @@ struct Fixture {
   }
 };
 
-SeqStep step(int64_t seq, std::vector<int32_t> tokens, int64_t computed,
-             std::vector<int32_t> pages, int32_t block, bool reset, LogitsMode mode) {
+SeqStep step(int64_t seq, std::vector<int32_t> tokens, int64_t computed, std::vector<int32_t> pages,
+             int32_t block, bool reset, LogitsMode mode) {
   SeqStep s;
   s.seq_id = seq;
   s.token_ids = std::move(tokens);
@@ -139,17 +139,17 @@ TEST_CASE("cpu executor: a copied state block continues exactly like the origina
   REQUIRE(r.ok);
   const int32_t tok = r.outputs[0].sampled_token;
   // Fork block 0 into block 2; both continue with the same token on their own second page.
-  StepResult d = e->run_now(plan_of(
-      1,
-      {step(1, {tok}, kPageSize, {0, 1}, 0, false, LogitsMode::kLast),
-       step(2, {tok}, kPageSize, {0, 5}, 2, false, LogitsMode::kLast)},
-      {{StateBlockOp::Kind::kCopy, 0, 2}}));
+  StepResult d =
+      e->run_now(plan_of(1,
+                         {step(1, {tok}, kPageSize, {0, 1}, 0, false, LogitsMode::kLast),
+                          step(2, {tok}, kPageSize, {0, 5}, 2, false, LogitsMode::kLast)},
+                         {{StateBlockOp::Kind::kCopy, 0, 2}}));
   REQUIRE(d.ok);
   REQUIRE(d.outputs.size() == 2);
   CHECK(same_bits(d.outputs[0].logits, d.outputs[1].logits));
   // Without the copy, block 3 holds zeros: the continuation differs.
-  StepResult z = e->run_now(plan_of(
-      2, {step(3, {tok}, kPageSize, {0, 6}, 3, true, LogitsMode::kLast)}));
+  StepResult z =
+      e->run_now(plan_of(2, {step(3, {tok}, kPageSize, {0, 6}, 3, true, LogitsMode::kLast)}));
   REQUIRE(z.ok);
   CHECK_FALSE(same_bits(z.outputs[0].logits, d.outputs[0].logits));
 }
@@ -160,7 +160,8 @@ TEST_CASE("cpu executor: reset_state gives a reused block a fresh start") {
   const auto q = prompt(20, 11);
   StepResult want = fresh->run_now(plan_of(0, {step(1, q, 0, {0}, 0, true, LogitsMode::kAll)}));
   auto reused = f.executor();
-  REQUIRE(reused->run_now(plan_of(0, {step(9, prompt(30), 0, {2}, 0, true, LogitsMode::kNone)})).ok);
+  REQUIRE(
+      reused->run_now(plan_of(0, {step(9, prompt(30), 0, {2}, 0, true, LogitsMode::kNone)})).ok);
   StepResult got = reused->run_now(plan_of(1, {step(1, q, 0, {4}, 0, true, LogitsMode::kAll)}));
   REQUIRE((want.ok && got.ok));
   CHECK(same_bits(want.outputs[0].logits, got.outputs[0].logits));
@@ -191,7 +192,8 @@ TEST_CASE("cpu executor: a bad plan fails its step with a clear error; the next 
 }
 
 TEST_CASE("cache spec of the real model matches the spec's byte counts") {
-  const auto path = std::filesystem::path(KL_SOURCE_DIR) / "tests/data/kimi_linear_48b_a3b_config.json";
+  const auto path =
+      std::filesystem::path(KL_SOURCE_DIR) / "tests/data/kimi_linear_48b_a3b_config.json";
   const ModelConfig c = load_model_config(path.string());
   const CacheSpec s = cache_spec(c);
   // spec 5: 7 layers x 576 values x 2 B = 8,064 B per token in bf16.

@@ -280,7 +280,8 @@ TEST_CASE("scheduler: randomized arrivals, cancellations and preemptions keep th
       }
       if (rng() % 17 == 0 && next_id > 0) {
         std::vector<SeqEvent> ev;
-        cancels += s.abort_request(std::max<int64_t>(0, next_id - 1 - static_cast<int64_t>(rng() % 8)), ev);
+        cancels += s.abort_request(
+            std::max<int64_t>(0, next_id - 1 - static_cast<int64_t>(rng() % 8)), ev);
       }
       StepPlan p = s.schedule();
       if (!p.seqs.empty()) in_flight.push_back(std::move(p));

@@ -47,7 +47,8 @@ const char* const kArabic =
     "مرحبا بالعالم! هذه جملة باللغة العربية. الذكاء الاصطناعي يغير العالم. "
     "الأرقام العربية: ٠١٢٣٤٥٦٧٨٩ و ۱۲۳.";
 const char* const kEmoji =
-    "Family: 👨‍👩‍👧‍👦 couple: 👩‍❤️‍💋‍👨 flags: 🇯🇵🇫🇷🇺🇸 🏳️‍🌈 skin: 👍🏽👋🏿 "
+    "Family: 👨‍👩‍👧‍👦 couple: 👩‍❤️‍💋‍👨 flags: 🇯🇵🇫🇷🇺🇸 🏳️‍🌈 skin: "
+    "👍🏽👋🏿 "
     "keycap: 1️⃣ #️⃣ "
     "technologist: 👩🏾‍💻 mixed😀text🎉here ❤️‍🔥 🧑‍🤝‍🧑";
 const char* const kDigits =
