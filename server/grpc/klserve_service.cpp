@@ -103,7 +103,7 @@ Status KlserveService::Generate(grpc::ServerContext* sc, const pb::GenerateReque
     return refuse(StatusCode::INVALID_ARGUMENT, 400, err);
 
   const int n = greq.params.n;
-  SubmitResult sub = ctx_.engine->submit(std::move(greq));
+  SubmitResult sub = ctx_.engine.load()->submit(std::move(greq));
   switch (sub.status) {
     case SubmitStatus::kOk:
       break;

@@ -50,7 +50,8 @@ void add_builtin_routes(Router& router, ServingContext& ctx) {
     Response r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     if (ctx.metrics != nullptr) {
-      const EngineStats stats = ctx.engine != nullptr ? ctx.engine->stats() : EngineStats{};
+      Engine* engine = ctx.engine.load();
+      const EngineStats stats = engine != nullptr ? engine->stats() : EngineStats{};
       r.body = ctx.metrics->render(stats);
     }
     return r;

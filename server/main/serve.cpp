@@ -94,13 +94,6 @@ int run_serve(const ServeOptions& o) {
   log->info("model: {} ({})", embedded ? "embedded default" : dir, dir);
   log->info("layer plan: {}", describe_layer_plan(config));
 
-  const LoadFormat format = parse_load_format(o.load_format);
-  WeightStore store = WeightStore::load(format, dir, config, o.seed);
-  log->info("weights: {} tensors, {:.1f} MiB from {}", store.num_tensors(),
-            store.total_bytes() / 1048576.0, store.source());
-  if (format == LoadFormat::kAuto) prefault_weights(store);
-  ModelWeights weights = bind_model_weights(config, store);
-
   // Tokenizer.
   ServingContext ctx;
   std::vector<int32_t> stop_ids(config.eos_token_ids.begin(), config.eos_token_ids.end());
@@ -146,19 +139,6 @@ int run_serve(const ServeOptions& o) {
     max_model_len = fit;
   }
 
-  EngineConfig ec;
-  ec.vocab_size = config.vocab_size;
-  ec.max_num_waiting = o.max_num_waiting;
-  ec.seed = o.seed;
-  ec.scheduler.max_num_seqs =
-      static_cast<int>(std::min<int64_t>(o.max_num_seqs, cache.num_state_blocks));
-  ec.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
-  ec.scheduler.max_model_len = max_model_len;
-  ec.scheduler.eos_token_ids = stop_ids;
-  Engine engine(
-      ec, std::make_unique<CpuExecutor>(config, weights, cache.num_pages, cache.num_state_blocks));
-
-  ctx.engine = &engine;
   ctx.card.served_model_name = !o.served_model_name.empty() ? o.served_model_name
                                : embedded                   ? "klserve-default"
                                                             : fs::path(dir).filename().string();
@@ -200,7 +180,27 @@ int run_serve(const ServeOptions& o) {
 #else
   if (o.grpc_port > 0) log->warn("gRPC requested but this build has no gRPC (KL_ENABLE_GRPC=OFF)");
 #endif
-  ctx.health = HealthState::kReady;
+  // The front ends answer from here on (503 "loading" until the engine exists).
+  const LoadFormat format = parse_load_format(o.load_format);
+  WeightStore store = WeightStore::load(format, dir, config, o.seed);
+  log->info("weights: {} tensors, {:.1f} MiB from {}", store.num_tensors(),
+            store.total_bytes() / 1048576.0, store.source());
+  if (format == LoadFormat::kAuto) prefault_weights(store);
+  ModelWeights weights = bind_model_weights(config, store);
+  EngineConfig ec;
+  ec.vocab_size = config.vocab_size;
+  ec.max_num_waiting = o.max_num_waiting;
+  ec.seed = o.seed;
+  ec.scheduler.max_num_seqs =
+      static_cast<int>(std::min<int64_t>(o.max_num_seqs, cache.num_state_blocks));
+  ec.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
+  ec.scheduler.max_model_len = max_model_len;
+  ec.scheduler.eos_token_ids = stop_ids;
+  Engine engine(
+      ec, std::make_unique<CpuExecutor>(config, weights, cache.num_pages, cache.num_state_blocks));
+
+  ctx.engine = &engine;
+  ctx.health = HealthState::kReady;  // after the engine: readers check health first
   log->info("ready");
 
   int sig = 0;

@@ -58,7 +58,7 @@ std::unique_ptr<GenerationRun> submit(ServingContext& ctx, const std::vector<int
   g.prompt = ids;
   g.params = r.params;
   g.priority = r.priority;
-  SubmitResult s = ctx.engine->submit(std::move(g));
+  SubmitResult s = ctx.engine.load()->submit(std::move(g));
   switch (s.status) {
     case SubmitStatus::kOk:
       break;

@@ -30,7 +30,7 @@ GenerationRun::~GenerationRun() {
 void GenerationRun::cancel() {
   if (cancel_sent_) return;
   cancel_sent_ = true;
-  ctx_.engine->cancel(stream_->id());
+  ctx_.engine.load()->cancel(stream_->id());
 }
 
 bool GenerationRun::done() const {

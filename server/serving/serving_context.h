@@ -28,7 +28,9 @@ struct ModelCard {
 };
 
 struct ServingContext {
-  Engine* engine = nullptr;
+  // Set once the model is loaded (the front ends start before, answering 503 while loading).
+  // Readers check `health` first: kReady is stored after `engine`.
+  std::atomic<Engine*> engine{nullptr};
   std::shared_ptr<const tok::Tokenizer> tokenizer;  // null with --skip-tokenizer-init
   std::optional<tok::KimiControlIds> control_ids;   // set with a tokenizer
   ModelCard card;

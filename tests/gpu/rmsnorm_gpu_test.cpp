@@ -18,7 +18,9 @@ using namespace kl::test;
 
 namespace {
 
-WeightView weight_view(const void* data, DType t, int64_t dim) { return {data, t, 1, dim}; }
+WeightView weight_view(const void* data, DType t, int64_t dim) {
+  return {data, t, 1, dim};
+}
 
 }  // namespace
 
@@ -31,9 +33,13 @@ TEST_CASE("gpu rmsnorm fp32 matches rmsnorm_ref", "[gpu][norm]") {
       auto w = to_bf16(random_uniform(dim, 3 + dim, 0.5f, 1.5f));
       // CPU twin.
       std::vector<float> want(rows * dim), res_cpu = res;
-      rmsnorm_ref({.x = x.data(), .residual = fused ? res_cpu.data() : nullptr,
-                   .weight = weight_view(w.data(), DType::kBF16, dim), .eps = 1e-5f,
-                   .num_rows = rows, .dim = dim, .out = want.data()});
+      rmsnorm_ref({.x = x.data(),
+                   .residual = fused ? res_cpu.data() : nullptr,
+                   .weight = weight_view(w.data(), DType::kBF16, dim),
+                   .eps = 1e-5f,
+                   .num_rows = rows,
+                   .dim = dim,
+                   .out = want.data()});
       // GPU.
       DeviceBuffer<float> dx(x), dres(res), dout(rows * dim);
       DeviceBuffer<uint16_t> dw(w);
