@@ -40,7 +40,12 @@ int main(int argc, char** argv) {
       StepResult r;
       r.step_id = plan.step_id;
       for (const SeqStep& st : plan.seqs)
-        if (st.logits != LogitsMode::kNone) r.outputs.push_back({st.seq_id, 7});
+        if (st.logits != LogitsMode::kNone) {
+          SeqOutput o;
+          o.seq_id = st.seq_id;
+          o.sampled_token = 7;
+          r.outputs.push_back(std::move(o));
+        }
       s.update(plan, r);
     };
     run_step();  // prefill

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "engine/api/engine.h"
+#include "engine/core/log.h"
 #include "engine/exec/fake_executor.h"
 #include "server/http/builtin_routes.h"
 #include "server/http/http_server.h"
