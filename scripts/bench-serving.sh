@@ -22,6 +22,7 @@ echo "== klserve, embedded default model, CPU ($(nproc) cores) =="
 KLSERVE_CACHE_DIR="$work/cache" "$build/server/klserve" serve --port 0 --grpc-port 0 \
   --kv-cache-space 0.5 >"$work/klserve.log" 2>&1 &
 port=$(wait_port "$work/klserve.log" 's/.*listening: HTTP http:\/\/[^:]*:\([0-9]*\).*/\1/p')
+until curl -fs "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done  # 503 while loading
 node tests/bench/load_gen.mjs "http://127.0.0.1:$port" --concurrency 1,8,32 --max-tokens 64
 kill -TERM %1; wait %1 || true
 
