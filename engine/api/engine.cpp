@@ -133,21 +133,21 @@ void Engine::take_inbox() {
   }
   std::vector<SeqEvent> events;
   for (int64_t id : cancels) scheduler_.abort_request(id, events);
-  dispatch(events);
+  dispatch(std::move(events));
 }
 
-void Engine::dispatch(const std::vector<SeqEvent>& events) {
-  for (const SeqEvent& e : events) {
+void Engine::dispatch(std::vector<SeqEvent> events) {
+  for (SeqEvent& e : events) {
     auto it = streams_.find(e.request_id);
     if (it == streams_.end()) continue;
     RequestOutput out;
     out.index = e.index;
     out.token = e.token;
     out.logprob = e.logprob;
-    out.top_logprobs = e.top_logprobs;
-    out.prompt_logprobs = e.prompt_logprobs;
+    out.top_logprobs = std::move(e.top_logprobs);
+    out.prompt_logprobs = std::move(e.prompt_logprobs);
     out.finish = e.finish;
-    out.error = e.error;
+    out.error = std::move(e.error);
     out.num_prompt_tokens = e.num_prompt_tokens;
     out.num_generated = e.num_generated;
     if (e.token >= 0) {
@@ -220,7 +220,7 @@ void Engine::loop() {
   for (const auto& [id, stream] : streams_) ids.push_back(id);
   std::vector<SeqEvent> events;
   for (int64_t id : ids) scheduler_.abort_request(id, events);
-  dispatch(events);
+  dispatch(std::move(events));
   publish_stats();
 }
 

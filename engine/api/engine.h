@@ -78,7 +78,7 @@ class Engine {
  private:
   void loop();
   void take_inbox();
-  void dispatch(const std::vector<SeqEvent>& events);
+  void dispatch(std::vector<SeqEvent> events);  // moves each event into its stream
   void publish_stats();
 
   const EngineConfig config_;
