@@ -1,43 +1,67 @@
 #!/usr/bin/env bash
 # GPU build-and-test recipe (the `gpu` test label) for a GPU machine that has the CUDA runtime
 # but not this project's build dependencies (such as the lent H100/H200 machines).
-#   scripts/gpu-test.sh build   # here: builds kl_gpu_tests for sm_90a into build-gpu/ and stages
-#                               # the stripped binary, the non-system shared libraries it needs
-#                               # and the golden data it reads into .gpu/ (git-ignored)
-#   scripts/gpu-test.sh run     # on the GPU machine, from the repository root with .gpu/ copied
-#                               # (the device tool: carry [".gpu"]): runs every GPU test
+#   scripts/gpu-test.sh build [targets...]  # here: builds the GPU test binaries for sm_90a and
+#                               # stages them stripped, with the non-system shared libraries they
+#                               # need and the golden data they read, into .gpu/ (git-ignored)
+#   scripts/gpu-test.sh run [catch args...] # on the GPU machine, from the repository root with
+#                               # .gpu/ copied (the device tool: carry [".gpu"]): runs every staged
+#                               # binary and prints a summary line per binary
+# Environment: KL_GPU_BUILD (build dir, default build-gpu), KL_GPU_STAGE (stage dir, default .gpu).
 # On a machine that has both a GPU and the dependencies, `ctest --test-dir build -L gpu` is the
-# same thing. Timing (2-core dev machine): build ~3 min the first time; run: seconds.
+# same thing. Timing (2-core dev machine): build ~10 min from scratch; run: about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BUILD="${KL_GPU_BUILD:-build-gpu}"
+STAGE="${KL_GPU_STAGE:-.gpu}"
+ALL_TARGETS="kl_gpu_base_tests kl_gpu_kda_tests kl_gpu_kda_chunk_tests kl_gpu_mla_tests kl_gpu_moe_tests kl_gpu_sampling_tests kl_gpu_engine_tests"
+
+stage_libs() {  # copies the non-system shared libraries of binary $1 into $STAGE/lib
+  ldd "$1" | awk '/=> \// {print $3}' | while read -r lib; do
+    case "$(basename "$lib")" in
+      libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libpthread.so*|libdl.so*|librt.so*|libcuda.so*|libcudart.so*|libcublas*) ;;
+      *) cp -L "$lib" "$STAGE/lib/" ;;
+    esac
+  done
+}
+
 case "${1:-}" in
   build)
-    cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKL_ENABLE_CUDA=ON \
+    shift
+    targets="${*:-$ALL_TARGETS}"
+    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKL_ENABLE_CUDA=ON \
       -DKL_ENABLE_GRPC=OFF -DKL_BUILD_TESTS=ON >/dev/null
-    cmake --build build-gpu --target kl_gpu_tests
-    rm -rf .gpu && mkdir -p .gpu/lib
-    strip -o .gpu/kl_gpu_tests build-gpu/tests/kl_gpu_tests
-    # Shared libraries that a stock Ubuntu 24.04 + CUDA machine lacks (or has in another
-    # version): everything but libc/libstdc++/libm/libgcc and the CUDA driver/runtime.
-    ldd build-gpu/tests/kl_gpu_tests | awk '/=> \// {print $3}' | while read -r lib; do
-      case "$(basename "$lib")" in
-        libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libpthread.so*|libdl.so*|librt.so*|libcuda.so*|libcudart.so*) ;;
-        *) cp -L "$lib" .gpu/lib/ ;;
-      esac
+    built=()
+    for t in $targets; do
+      if cmake --build "$BUILD" --target help | grep -q "^$t:"; then built+=("$t"); fi
+    done
+    cmake --build "$BUILD" --target "${built[@]}"
+    rm -rf "$STAGE" && mkdir -p "$STAGE/lib"
+    for t in "${built[@]}"; do
+      strip -o "$STAGE/$t" "$BUILD/tests/$t"
+      stage_libs "$BUILD/tests/$t"
     done
     if [ -d ../shared/golden ]; then
-      mkdir -p .gpu/golden && cp -r ../shared/golden/tiny-a .gpu/golden/
+      mkdir -p "$STAGE/golden" && cp -r ../shared/golden/tiny-a "$STAGE/golden/"
     fi
-    du -sh .gpu
+    du -sh "$STAGE"
     ;;
   run)
-    [ -x .gpu/kl_gpu_tests ] || { echo "no .gpu/kl_gpu_tests: run 'scripts/gpu-test.sh build' first"; exit 1; }
-    nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader || true
-    export LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export KL_GOLDEN_DIR="$PWD/.gpu/golden"
-    t0=$(date +%s)
-    .gpu/kl_gpu_tests --reporter compact "${@:2}"
-    echo "gpu tests: $(( $(date +%s) - t0 )) s"
+    shift
+    ls "$STAGE"/kl_gpu_*_tests >/dev/null 2>&1 || { echo "nothing staged in $STAGE: run 'scripts/gpu-test.sh build' first"; exit 1; }
+    nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader || true
+    export LD_LIBRARY_PATH="$PWD/$STAGE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export KL_GOLDEN_DIR="$PWD/$STAGE/golden"
+    status=0
+    summary=()
+    for bin in "$STAGE"/kl_gpu_*_tests; do
+      t0=$(date +%s%N)
+      if "$bin" --reporter compact "$@"; then r=passed; else r="FAILED ($?)"; status=1; fi
+      summary+=("$(basename "$bin"): $r in $(( ($(date +%s%N) - t0) / 1000000 )) ms")
+    done
+    echo "=== GPU test summary ==="
+    printf '%s\n' "${summary[@]}"
+    exit $status
     ;;
-  *) echo "usage: $0 build|run"; exit 2 ;;
+  *) echo "usage: $0 build [targets...] | run [catch args...]"; exit 2 ;;
 esac

@@ -7,8 +7,7 @@
 
 #include "engine/core/weight_view.h"
 
-struct CUstream_st;    // cudaStream_t is CUstream_st*
-struct __nv_bfloat16;  // cuda_bf16.h declares it the same way
+#include "kernels/cuda/cuda_fwd.h"
 
 namespace kl::kernels {
 
@@ -31,6 +30,23 @@ struct RmsNormCudaParams {
 // `stream` (nullptr = the legacy default stream). Instantiated for float and __nv_bfloat16.
 template <typename T>
 void rmsnorm_cuda(const RmsNormCudaParams<T>& p, CUstream_st* stream);
+
+// Gated RMSNorm of KDA's output on the GPU (same semantics as gated_rmsnorm_ref, per row of
+// `dim` = one head): out = bf16/fp32(x / sqrt(mean(x^2) + eps) * w * sigmoid(gate)), all in fp32
+// from the T inputs, rounded to T once.
+template <typename T>
+struct GatedRmsNormCudaParams {
+  const T* x = nullptr;     // [num_rows, dim] device
+  const T* gate = nullptr;  // [num_rows, dim] device
+  WeightView weight;        // [dim] device, shared by all heads; f32, bf16 or f16
+  float eps = 1e-5f;
+  int64_t num_rows = 0;  // tokens x heads
+  int64_t dim = 0;       // head dim
+  T* out = nullptr;      // [num_rows, dim] device; may alias x
+};
+
+template <typename T>
+void gated_rmsnorm_cuda(const GatedRmsNormCudaParams<T>& p, CUstream_st* stream);
 
 extern template void rmsnorm_cuda<float>(const RmsNormCudaParams<float>&, CUstream_st*);
 extern template void rmsnorm_cuda<__nv_bfloat16>(const RmsNormCudaParams<__nv_bfloat16>&,

@@ -1,0 +1,1 @@
+# CUDA kernels of kernels/moe (see kernels/CMakeLists.txt: kl_cuda_library).
