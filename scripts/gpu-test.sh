@@ -41,8 +41,15 @@ case "${1:-}" in
       strip -o "$STAGE/$t" "$BUILD/tests/$t"
       stage_libs "$BUILD/tests/$t"
     done
-    if [ -d ../shared/golden ]; then
-      mkdir -p "$STAGE/golden" && cp -r ../shared/golden/tiny-a "$STAGE/golden/"
+    # The golden cases the tests read: tiny-a from ../shared and the project's own variants.
+    mkdir -p "$STAGE/golden"
+    [ -d ../shared/golden/tiny-a ] && cp -r ../shared/golden/tiny-a "$STAGE/golden/"
+    cp -r tests/data/golden/* "$STAGE/golden/"
+    # The server itself, for `serve-check` (HTTP on the GPU).
+    if [ -z "${KL_GPU_NO_SERVER:-}" ]; then
+      cmake --build "$BUILD" --target klserve
+      strip -o "$STAGE/klserve" "$BUILD/server/klserve"
+      stage_libs "$BUILD/server/klserve"
     fi
     du -sh "$STAGE"
     ;;
@@ -63,5 +70,13 @@ case "${1:-}" in
     printf '%s\n' "${summary[@]}"
     exit $status
     ;;
-  *) echo "usage: $0 build [targets...] | run [catch args...]"; exit 2 ;;
+  serve-check)
+    # klserve --device cuda serves tiny-a (token ids, greedy) and the embedded default model
+    # (text, chat) over HTTP; tiny-a's completions must reproduce golden.json's greedy ids.
+    [ -x "$STAGE/klserve" ] || { echo "no $STAGE/klserve: run 'scripts/gpu-test.sh build' first"; exit 1; }
+    export LD_LIBRARY_PATH="$PWD/$STAGE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export KLSERVE_CACHE_DIR="$(mktemp -d)"
+    python3 scripts/gpu_serve_check.py "$STAGE/klserve" "$STAGE/golden/tiny-a"
+    ;;
+  *) echo "usage: $0 build [targets...] | run [catch args...] | serve-check"; exit 2 ;;
 esac

@@ -48,7 +48,8 @@ SubmitResult Engine::submit(GenerateRequest request) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!accepting_) {
     r.status = SubmitStatus::kShuttingDown;
-    r.error = "the server is shutting down";
+    r.error = fatal_error_.empty() ? "the server is shutting down"
+                                   : "the engine stopped after a fatal error: " + fatal_error_;
     return r;
   }
   const int64_t waiting = static_cast<int64_t>(inbox_.size()) + stats_.num_waiting;
@@ -73,6 +74,28 @@ void Engine::cancel(int64_t request_id) {
 EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
+}
+
+std::string Engine::fatal_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return fatal_error_;
+}
+
+void Engine::fail_everything(const std::string& error) {
+  const std::string msg = "the engine stopped after a fatal error: " + error;
+  decltype(inbox_) inbox;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fatal_error_ = error;
+    accepting_ = false;
+    stop_ = true;
+    inbox.swap(inbox_);
+    cv_.notify_all();
+  }
+  for (auto& [req, stream] : inbox) stream->fail(msg);
+  for (auto& [id, stream] : streams_) stream->fail(msg);
+  streams_.clear();
+  if (config_.on_fatal) config_.on_fatal(error);
 }
 
 void Engine::stop_accepting() {
@@ -200,6 +223,12 @@ void Engine::loop() {
     if (in_flight.size() >= 2 || (!submitted && !in_flight.empty())) {
       StepResult r = executor_->collect();
       if (!r.ok) log->error("step {} failed: {}", r.step_id, r.error);
+      if (r.fatal) {
+        in_flight.pop_front();
+        log->critical("fatal executor error: failing every request and stopping");
+        fail_everything(r.error);
+        break;
+      }
       dispatch(scheduler_.update(in_flight.front(), r));
       in_flight.pop_front();
     } else if (!submitted) {
@@ -213,7 +242,7 @@ void Engine::loop() {
   // Stopping: collect what is in flight, then end every remaining request.
   while (!in_flight.empty()) {
     StepResult r = executor_->collect();
-    dispatch(scheduler_.update(in_flight.front(), r));
+    if (!r.fatal && fatal_error().empty()) dispatch(scheduler_.update(in_flight.front(), r));
     in_flight.pop_front();
   }
   std::vector<int64_t> ids;

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +28,9 @@ struct EngineConfig {
   int64_t vocab_size = 0;
   int64_t max_num_waiting = 1024;  // requests queued beyond the running set; more are refused
   uint64_t seed = 0;               // seeds of unseeded requests are drawn from this
+  // Called once, on the engine thread, when the executor reports a fatal error (a CUDA error):
+  // by then every request has been failed with the message and the engine accepts no more.
+  std::function<void(const std::string& error)> on_fatal;
 };
 
 struct GenerateRequest {
@@ -74,12 +78,15 @@ class Engine {
   // Stops accepting requests; with drain, waits until running and waiting requests finish;
   // without, aborts them. Joins the engine thread.
   void shutdown(bool drain);
+  // The executor's fatal error, once one happened ("" before).
+  std::string fatal_error() const;
 
  private:
   void loop();
   void take_inbox();
   void dispatch(std::vector<SeqEvent> events);  // moves each event into its stream
   void publish_stats();
+  void fail_everything(const std::string& error);  // after a fatal executor error
 
   const EngineConfig config_;
   std::unique_ptr<Executor> executor_;
@@ -91,6 +98,7 @@ class Engine {
   std::vector<int64_t> cancels_;
   bool accepting_ = true;
   bool stop_ = false;
+  std::string fatal_error_;
   int64_t next_request_id_ = 0;
   uint64_t seed_state_;
   EngineStats stats_;

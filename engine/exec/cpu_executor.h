@@ -2,9 +2,8 @@
 // of ThreadedExecutor (submit() returns at once, collect() yields results in order, principle 10).
 #pragma once
 
-#include <unordered_map>
-
 #include "engine/exec/cpu_forward.h"
+#include "engine/exec/seq_registry.h"
 #include "engine/exec/threaded_executor.h"
 
 namespace kl {
@@ -26,12 +25,6 @@ class CpuExecutor final : public ThreadedExecutor {
   StepResult run_now(const StepPlan& plan, const ActivationSink& sink = {});
 
  private:
-  // A registered sequence: how it samples and what it has generated (penalties, positions).
-  struct SeqState {
-    SeqSampling reg;
-    std::vector<int32_t> outputs;
-  };
-
   StepResult run_step(StepPlan plan, Clock::time_point) override {
     return execute(std::move(plan), {});
   }
@@ -41,9 +34,7 @@ class CpuExecutor final : public ThreadedExecutor {
   ModelConfig config_;
   ModelWeights weights_;
   CpuCaches caches_;
-  // Token each sequence sampled in its latest step (resolves kPrevSampledToken).
-  std::unordered_map<int64_t, int32_t> last_sampled_;
-  std::unordered_map<int64_t, SeqState> seq_states_;
+  SeqRegistry registry_;
 };
 
 }  // namespace kl

@@ -89,6 +89,9 @@ struct StepResult {
   uint64_t step_id = 0;
   std::vector<SeqOutput> outputs;  // one per SeqStep with logits != kNone, in plan order
   bool ok = true;
+  // The executor can run no further step (a CUDA error poisoned its context): the engine fails
+  // every request and the process must exit.
+  bool fatal = false;
   std::string error;  // set when !ok: the step failed; its sequences' caches are
                       // undefined and they must be ended or recomputed
 };

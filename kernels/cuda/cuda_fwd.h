@@ -8,3 +8,7 @@ struct __nv_bfloat16;  // cuda_bf16.h declares it the same way
 namespace kl::kernels {
 using CudaStream = CUstream_st*;
 }  // namespace kl::kernels
+
+namespace kl {
+using kernels::CudaStream;
+}  // namespace kl

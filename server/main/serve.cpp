@@ -2,7 +2,10 @@
 // HTTP and gRPC front ends, and shut down gracefully on SIGTERM / SIGINT.
 #include "server/main/serve.h"
 
+#include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -15,6 +18,9 @@
 #include "engine/core/error.h"
 #include "engine/core/log.h"
 #include "engine/exec/cpu_executor.h"
+#ifdef KL_HAVE_CUDA
+#include "engine/exec/cuda/cuda_executor.h"
+#endif
 #include "engine/exec/kv_layout.h"
 #include "server/http/builtin_routes.h"
 #include "server/http/http_server.h"
@@ -34,28 +40,59 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise (logs).
+class ProgressBar {
+ public:
+  ProgressBar(const char* label, double total_mib)
+      : label_(label), total_(total_mib), tty_(isatty(STDERR_FILENO)) {}
+  ~ProgressBar() {
+    if (tty_ && last_pct_ >= 0) std::fprintf(stderr, "\n");
+  }
+  void update(double fraction) {
+    const int pct = static_cast<int>(100 * std::clamp(fraction, 0.0, 1.0));
+    if (pct == last_pct_ || (!tty_ && pct % 10 != 0)) return;
+    const int bar = pct / 4;
+    std::fprintf(stderr, "%s%s [%.*s%*s] %3d%% %.1f/%.1f MiB%s", tty_ ? "\r" : "", label_, bar,
+                 "=========================", 25 - bar, "", pct, fraction * total_, total_,
+                 tty_ ? "" : "\n");
+    last_pct_ = pct;
+  }
+
+ private:
+  const char* label_;
+  double total_;
+  bool tty_;
+  int last_pct_ = -1;
+};
+
 // Reads one byte of every page of every tensor so that the weights are resident before the
-// first request, with a progress bar on stderr.
+// first request.
 void prefault_weights(const WeightStore& store) {
   const uint64_t total = std::max<uint64_t>(store.total_bytes(), 1);
-  const bool tty = isatty(STDERR_FILENO);
+  ProgressBar bar("loading weights", total / 1048576.0);
   uint64_t done = 0;
-  int last_pct = -1;
   volatile uint8_t sink = 0;
   for (const TensorInfo& t : store.tensors()) {
     auto bytes = store.bytes(t.name);
     for (size_t i = 0; i < bytes.size(); i += 4096) sink = sink + static_cast<uint8_t>(bytes[i]);
     done += bytes.size();
-    const int pct = static_cast<int>(100 * done / total);
-    if (pct != last_pct && (tty || pct % 10 == 0)) {
-      const int bar = pct / 4;
-      std::fprintf(stderr, "%sloading weights [%.*s%*s] %3d%% %.1f/%.1f MiB%s", tty ? "\r" : "",
-                   bar, "=========================", 25 - bar, "", pct, done / 1048576.0,
-                   total / 1048576.0, tty ? "" : "\n");
-      last_pct = pct;
-    }
+    bar.update(static_cast<double>(done) / total);
   }
-  if (tty) std::fprintf(stderr, "\n");
+}
+
+// max_model_len limited to what `num_pages` hold: lowered with a warning, or an error naming
+// `remedy` when the user asked for it explicitly.
+int64_t fit_max_model_len(int64_t max_model_len, bool explicit_len, int64_t num_pages,
+                          const char* remedy) {
+  if (pages_for_tokens(max_model_len) <= num_pages) return max_model_len;
+  const int64_t fit = num_pages * kPageSize;
+  if (explicit_len)
+    fail("--max-model-len {} needs {} pages but the cache holds {} ({} tokens); {} or lower "
+         "--max-model-len",
+         max_model_len, pages_for_tokens(max_model_len), num_pages, fit, remedy);
+  logger("server")->warn("max_model_len lowered from {} to {} tokens to fit the cache",
+                         max_model_len, fit);
+  return fit;
 }
 
 sigset_t shutdown_signals() {
@@ -77,15 +114,17 @@ int run_serve(const ServeOptions& o) {
   std::signal(SIGPIPE, SIG_IGN);
 
   // Validation of options that depend on each other.
-  if (o.device == "cuda")
-    fail("--device cuda: the CUDA executor is not part of this build yet; use --device cpu");
+  const bool cuda = o.device == "cuda";
+#ifndef KL_HAVE_CUDA
+  if (cuda) fail("--device cuda: this build has no CUDA support (built with KL_ENABLE_CUDA=OFF)");
+#endif
   if (o.tensor_parallel_size != 1)
-    fail(
-        "--tensor-parallel-size {}: tensor parallelism needs --device cuda, which is not "
-        "available in this build",
-        o.tensor_parallel_size);
-  if (o.dtype == "bfloat16")
+    fail("--tensor-parallel-size {}: tensor parallelism is not implemented yet",
+         o.tensor_parallel_size);
+  if (!cuda && o.dtype == "bfloat16")
     fail("--dtype bfloat16: the CPU executor computes in float32; use --dtype auto or float32");
+  // The GPU computes in bfloat16 unless asked for float32 (the golden-data path).
+  const DType activation = cuda && o.dtype != "float32" ? DType::kBF16 : DType::kF32;
 
   const bool embedded = o.model_dir.empty();
   const std::string dir = embedded ? ensure_default_model() : o.model_dir;
@@ -115,7 +154,8 @@ int run_serve(const ServeOptions& o) {
     log->info("tokenizer: skipped (--skip-tokenizer-init): token ids only");
   }
 
-  // Caches and limits. The CPU executor keeps activations and caches in float32.
+  // Limits. The CPU cache is sized here (--kv-cache-space, float32); the GPU's comes from the
+  // memory plan once the weights are on the device.
   int64_t max_model_len =
       config.max_position_embeddings > 0 ? config.max_position_embeddings : 8192;
   if (o.max_model_len > 0) {
@@ -125,18 +165,13 @@ int run_serve(const ServeOptions& o) {
     max_model_len = o.max_model_len;
   }
   const CacheSpec spec = cache_spec(config);
-  const int64_t budget = static_cast<int64_t>(o.kv_cache_space_gib * (1 << 30));
-  const CacheBudget cache = split_cache_budget(spec, budget, sizeof(float), o.max_num_seqs);
-  log->info("cache: {}", describe_cache_budget(spec, cache, sizeof(float)));
-  if (pages_for_tokens(max_model_len) > cache.num_pages) {
-    const int64_t fit = cache.num_pages * kPageSize;
-    if (o.max_model_len > 0)
-      fail(
-          "--max-model-len {} needs {} pages but the cache holds {} ({} tokens); raise "
-          "--kv-cache-space or lower --max-model-len",
-          max_model_len, pages_for_tokens(max_model_len), cache.num_pages, fit);
-    log->warn("max_model_len lowered from {} to {} tokens to fit the cache", max_model_len, fit);
-    max_model_len = fit;
+  CacheBudget cache;
+  if (!cuda) {
+    const int64_t budget = static_cast<int64_t>(o.kv_cache_space_gib * (1 << 30));
+    cache = split_cache_budget(spec, budget, sizeof(float), o.max_num_seqs);
+    log->info("cache: {}", describe_cache_budget(spec, cache, sizeof(float)));
+    max_model_len = fit_max_model_len(max_model_len, o.max_model_len > 0, cache.num_pages,
+                                      "raise --kv-cache-space");
   }
 
   ctx.card.served_model_name = !o.served_model_name.empty() ? o.served_model_name
@@ -185,8 +220,34 @@ int run_serve(const ServeOptions& o) {
   WeightStore store = WeightStore::load(format, dir, config, o.seed);
   log->info("weights: {} tensors, {:.1f} MiB from {}", store.num_tensors(),
             store.total_bytes() / 1048576.0, store.source());
-  if (format == LoadFormat::kAuto) prefault_weights(store);
+  // (The GPU upload reads every page itself.)
+  if (format == LoadFormat::kAuto && !cuda) prefault_weights(store);
   ModelWeights weights = bind_model_weights(config, store);
+  std::unique_ptr<Executor> executor;
+#ifdef KL_HAVE_CUDA
+  if (cuda) {
+    CudaExecutorOptions eo;
+    eo.activation = activation;
+    eo.gpu_memory_utilization = o.gpu_memory_utilization;
+    eo.max_num_seqs = o.max_num_seqs;
+    eo.max_num_batched_tokens = o.max_num_batched_tokens;
+    // Test hook (documented in docs/configuration.md): trap in the N-th step.
+    if (const char* f = std::getenv("KLSERVE_INJECT_CUDA_FAULT_AT_STEP"))
+      eo.inject_fault_at_step = std::atoll(f);
+    log->info("device: cuda, activations {}", activation == DType::kBF16 ? "bfloat16" : "float32");
+    ProgressBar bar("uploading weights to the GPU", store.total_bytes() / 1048576.0);
+    executor = std::make_unique<CudaExecutor>(config, weights, eo,
+                                              [&](double f) { bar.update(f); });
+    cache.num_pages = executor->num_pages();
+    cache.num_state_blocks = executor->num_state_blocks();
+    max_model_len = fit_max_model_len(max_model_len, o.max_model_len > 0, cache.num_pages,
+                                      "raise --gpu-memory-utilization");
+    ctx.card.max_model_len = max_model_len;
+  }
+#endif
+  if (!executor)
+    executor =
+        std::make_unique<CpuExecutor>(config, weights, cache.num_pages, cache.num_state_blocks);
   EngineConfig ec;
   ec.vocab_size = config.vocab_size;
   ec.max_num_waiting = o.max_num_waiting;
@@ -196,8 +257,16 @@ int run_serve(const ServeOptions& o) {
   ec.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
   ec.scheduler.max_model_len = max_model_len;
   ec.scheduler.eos_token_ids = stop_ids;
-  Engine engine(
-      ec, std::make_unique<CpuExecutor>(config, weights, cache.num_pages, cache.num_state_blocks));
+  // A fatal executor error (any CUDA error): /health turns 503, every request has been failed,
+  // and the main thread is woken to exit non-zero.
+  std::atomic<bool> fatal{false};
+  ec.on_fatal = [&](const std::string& error) {
+    log->critical("fatal error: {}; exiting", error);
+    ctx.health = HealthState::kFailed;
+    fatal = true;
+    kill(getpid(), SIGTERM);
+  };
+  Engine engine(ec, std::move(executor));
 
   ctx.engine = &engine;
   ctx.health = HealthState::kReady;  // after the engine: readers check health first
@@ -205,6 +274,15 @@ int run_serve(const ServeOptions& o) {
 
   int sig = 0;
   sigwait(&signals, &sig);
+  if (fatal) {
+    engine.shutdown(/*drain=*/false);
+    http_server.stop(std::chrono::milliseconds(1000));
+#ifdef KL_HAVE_GRPC
+    if (grpc_server) grpc_server->stop(std::chrono::milliseconds(1000));
+#endif
+    log->critical("stopped after a fatal error: {}", engine.fatal_error());
+    return 1;
+  }
   log->info("received {}: draining (up to {:.0f} s for in-flight requests)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", o.shutdown_timeout);
   ctx.health = HealthState::kDraining;

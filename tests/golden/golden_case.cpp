@@ -62,18 +62,28 @@ GoldenCase load_golden_case(const std::string& dir) {
 }
 
 std::vector<std::string> golden_case_dirs() {
-  std::vector<std::string> dirs;
+  // Case directories (those holding a golden.json) of `root`, sorted.
+  auto cases_in = [](const fs::path& root) {
+    std::vector<fs::path> found;
+    if (!fs::is_directory(root)) return found;
+    for (const auto& e : fs::directory_iterator(root))
+      if (e.is_directory() && fs::exists(e.path() / "golden.json")) found.push_back(e.path());
+    std::sort(found.begin(), found.end());
+    return found;
+  };
+  std::vector<std::string> dirs, names;
+  auto add = [&](const fs::path& d) {
+    const std::string name = d.filename().string();
+    if (std::find(names.begin(), names.end(), name) != names.end()) return;
+    names.push_back(name);
+    dirs.push_back(d.string());
+  };
+  // The golden dir (tiny-a; a GPU machine's staged copy also holds the project's own cases).
   if (auto g = golden_dir()) {
-    const fs::path tiny_a = fs::path(*g) / "tiny-a";
-    KL_CHECK(fs::is_directory(tiny_a), "golden dir {} has no tiny-a case", *g);
-    dirs.push_back(tiny_a.string());
+    KL_CHECK(fs::is_directory(fs::path(*g) / "tiny-a"), "golden dir {} has no tiny-a case", *g);
+    for (const fs::path& d : cases_in(*g)) add(d);
   }
-  const fs::path own = fs::path(KL_SOURCE_DIR) / "tests" / "data" / "golden";
-  std::vector<std::string> own_dirs;
-  for (const auto& e : fs::directory_iterator(own))
-    if (e.is_directory() && fs::exists(e.path() / "golden.json")) own_dirs.push_back(e.path());
-  std::sort(own_dirs.begin(), own_dirs.end());
-  dirs.insert(dirs.end(), own_dirs.begin(), own_dirs.end());
+  for (const fs::path& d : cases_in(fs::path(KL_SOURCE_DIR) / "tests" / "data" / "golden")) add(d);
   return dirs;
 }
 

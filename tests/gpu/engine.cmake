@@ -1,1 +1,11 @@
-# GPU tests of group engine (kl_gpu_test(name sources...); see tests/CMakeLists.txt).
+# GPU tests of the CUDA executor: golden cases end to end (fp32 and bf16 rules), executor
+# behaviour (memory plan, fatal errors).
+if(TARGET kl_engine_cuda)
+  kl_gpu_test(kl_gpu_engine_tests
+    golden/golden_case.cpp
+    golden/golden_runner.cpp
+    gpu/golden_gpu_test.cpp
+    gpu/cuda_executor_gpu_test.cpp
+  )
+  target_link_libraries(kl_gpu_engine_tests PRIVATE kl_engine_cuda)
+endif()
