@@ -38,6 +38,12 @@ StepResult FakeExecutor::run_step(StepPlan plan, Clock::time_point submitted) {
   if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
   StepResult r;
   r.step_id = plan.step_id;
+  if (fatal_from_ > 0 && ++executed_ >= fatal_from_) {
+    r.ok = false;
+    r.fatal = true;
+    r.error = "CUDA error: an illegal memory access was encountered (fake)";
+    return r;
+  }
   for (const SeqStep& s : plan.seqs) {
     if (s.logits == LogitsMode::kNone) continue;
     SeqOutput o;

@@ -26,6 +26,9 @@ class FakeExecutor final : public ThreadedExecutor {
   int64_t num_state_blocks() const override { return num_blocks_; }
 
   std::vector<StepTimes> timeline() const;
+  // From the `n`-th executed step on (counted from 1), every step reports a fatal error, as the
+  // CUDA executor does after a device fault. 0: never. Call before submitting.
+  void set_fatal_from_step(int64_t n) { fatal_from_ = n; }
   // The token the fake samples for `seq_id` at `position` (the index of the token produced).
   int32_t token_at(int64_t seq_id, int64_t position) const;
 
@@ -37,6 +40,8 @@ class FakeExecutor final : public ThreadedExecutor {
   const int32_t vocab_, eos_every_;
   mutable std::mutex mu_;  // guards timeline_
   std::vector<StepTimes> timeline_;
+  int64_t fatal_from_ = 0;
+  int64_t executed_ = 0;  // worker thread only
 };
 
 }  // namespace kl

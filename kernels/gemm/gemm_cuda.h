@@ -1,7 +1,9 @@
 // GEMMs on the GPU through cuBLASLt, templated on the activation type (float or __nv_bfloat16).
 // Weights are in the activation dtype (the executor converts them at load: fp32 runs use fp32
 // weights; bf16 runs the checkpoint's bf16). Accumulation is always fp32; fp32 GEMMs never use
-// TF32 (the fp32 path proves the kernels against the golden data at 1e-4).
+// TF32 (the fp32 path proves the kernels against the golden data at 1e-4). With bf16 and
+// `accumulate`, cuBLASLt rounds the product to bf16 before the add: out = bf16(bf16(acc) + out),
+// as the reference model's bf16 `residual + linear(x)`.
 #pragma once
 
 #include <cstdint>

@@ -29,8 +29,8 @@ struct MlaDims {
 // and writes [ckv_normed | k_pe] to cache slot slot_mapping[t] (= page * page_size + offset).
 template <typename T>
 struct MlaCacheWriteCudaParams {
-  const T* kv = nullptr;  // [num_tokens, kv_lora + rope] device: kv_a_proj_with_mqa output,
-  int64_t kv_stride = 0;  // row stride (0 = kv_lora + rope)
+  const T* kv = nullptr;   // [num_tokens, kv_lora + rope] device: kv_a_proj_with_mqa output,
+  int64_t kv_stride = 0;   // row stride (0 = kv_lora + rope)
   WeightView norm_weight;  // [kv_lora] device
   const int64_t* slot_mapping = nullptr;  // [num_tokens] device
   int64_t num_tokens = 0;
@@ -49,7 +49,7 @@ template <typename T>
 struct MlaAttentionCudaParams {
   const T* q = nullptr;  // [num_tokens, H, nope + rope] device (q_proj output)
   int64_t num_tokens = 0;
-  WeightView kv_b;         // [H * (nope + v_dim), kv_lora] device, dtype of T
+  WeightView kv_b;           // [H * (nope + v_dim), kv_lora] device, dtype of T
   const T* cache = nullptr;  // written for this step's tokens already
   int64_t num_pages = 0;
   const int32_t* page_tables = nullptr;  // [num_seqs, page_table_stride] device
@@ -64,7 +64,10 @@ struct MlaAttentionCudaParams {
 // chunks), sized at construction for at most max_num_tokens rows per step.
 class MlaAttentionRunner {
  public:
-  MlaAttentionRunner(const MlaDims& dims, int64_t max_num_tokens, bool bf16);
+  // chunk_keys: keys up-projected at a time for prefill chunks (0 = 2048); bounds the kv_b
+  // scratch ([chunk_keys, H * 256]). Tests pass a small value to exercise several chunks.
+  MlaAttentionRunner(const MlaDims& dims, int64_t max_num_tokens, bool bf16,
+                     int64_t chunk_keys = 0);
   ~MlaAttentionRunner();
   MlaAttentionRunner(const MlaAttentionRunner&) = delete;
   MlaAttentionRunner& operator=(const MlaAttentionRunner&) = delete;

@@ -1,60 +1,27 @@
-// CUDA RMSNorm with the fused residual add, templated on the activation type (float, bf16) and the
-// stored weight type. One block per row; fp32 sum of squares reduced with warp shuffles.
+// CUDA RMSNorm with the fused residual add, and KDA's sigmoid-gated per-head RMSNorm, templated on
+// the activation type (float, bf16) and the stored weight type. fp32 sums of squares reduced with
+// warp shuffles; IEEE sqrt and division (not rsqrtf) to stay within an ulp of the CPU twins.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <string>
-
 #include "engine/core/error.h"
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/norm/rmsnorm_cuda.h"
 
 namespace kl::kernels {
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kMaxThreads = 256;  // per row; rows of 2304 give 9 elements per thread
+using cuda::block_sum;
+using cuda::from_f32;
+using cuda::kWarp;
+using cuda::to_f32;
+using cuda::warp_sum;
 
-__device__ __forceinline__ float to_f32(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-__device__ __forceinline__ float to_f32(__half v) {
-  return __half2float(v);
-}
+constexpr int kMaxThreads = 256;    // per row; rows of 2304 give 9 elements per thread
+constexpr int kGatedThreads = 256;  // gated norm: one warp per row, 8 rows per block
 
-template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);  // round to nearest even, as f32_to_bf16 on the host
-}
-
-// Sum of `v` over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-__device__ float block_sum(float v) {
-  __shared__ float partial[kWarp];
-  __shared__ float total;
-  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    const int num_warps = blockDim.x / kWarp;
-    v = lane < num_warps ? partial[lane] : 0.f;
-    for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) total = v;
-  }
-  __syncthreads();
-  return total;
-}
-
+// One block per row.
 template <typename T, typename W>
 __global__ void rmsnorm_kernel(const T* x, T* residual, const W* weight, float eps, int64_t dim,
                                T* out) {
@@ -76,7 +43,6 @@ __global__ void rmsnorm_kernel(const T* x, T* residual, const W* weight, float e
     ss += v * v;
   }
   ss = block_sum(ss);
-  // IEEE sqrt and division (not rsqrtf) to stay within an ulp of rmsnorm_ref.
   const float inv = 1.f / sqrtf(ss / static_cast<float>(dim) + eps);
 
   // Pass 2: each thread revisits only the elements it read in pass 1, so out may alias x.
@@ -87,12 +53,46 @@ __global__ void rmsnorm_kernel(const T* x, T* residual, const W* weight, float e
   }
 }
 
+// One warp per row (a KDA head of 128: 4 values per lane); rows are independent.
+template <typename T, typename W>
+__global__ void gated_rmsnorm_kernel(const T* x, const T* gate, const W* weight, float eps,
+                                     int64_t num_rows, int64_t dim, T* out) {
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  if (row >= num_rows) return;  // whole warps leave together: the shuffles below stay full
+  const int lane = threadIdx.x % kWarp;
+  const T* xr = x + row * dim;
+  const T* gr = gate + row * dim;
+  T* outr = out + row * dim;
+
+  float ss = 0.f;
+  for (int64_t i = lane; i < dim; i += kWarp) {
+    const float v = to_f32(xr[i]);
+    ss += v * v;
+  }
+  ss = warp_sum(ss);
+  const float inv = 1.f / sqrtf(ss / static_cast<float>(dim) + eps);
+  // Each lane rewrites only what it read, after the whole warp has read its row: out may alias x.
+  for (int64_t i = lane; i < dim; i += kWarp) {
+    const float g = to_f32(gr[i]);
+    const float sig = 1.f / (1.f + expf(-g));
+    outr[i] = from_f32<T>(to_f32(xr[i]) * inv * to_f32(weight[i]) * sig);
+  }
+}
+
 template <typename T, typename W>
 void launch(const RmsNormCudaParams<T>& p, cudaStream_t stream) {
-  int threads = static_cast<int>((p.dim + kWarp - 1) / kWarp * kWarp);
+  int threads = static_cast<int>(cuda::ceil_div(p.dim, kWarp) * kWarp);
   threads = threads > kMaxThreads ? kMaxThreads : threads;
   rmsnorm_kernel<T, W><<<static_cast<unsigned>(p.num_rows), threads, 0, stream>>>(
       p.x, p.residual, static_cast<const W*>(p.weight.data), p.eps, p.dim, p.out);
+}
+
+template <typename T, typename W>
+void launch_gated(const GatedRmsNormCudaParams<T>& p, cudaStream_t stream) {
+  const int64_t rows_per_block = kGatedThreads / kWarp;
+  const int64_t blocks = cuda::ceil_div(p.num_rows, rows_per_block);
+  gated_rmsnorm_kernel<T, W><<<static_cast<unsigned>(blocks), kGatedThreads, 0, stream>>>(
+      p.x, p.gate, static_cast<const W*>(p.weight.data), p.eps, p.num_rows, p.dim, p.out);
 }
 
 }  // namespace
@@ -117,11 +117,36 @@ void rmsnorm_cuda(const RmsNormCudaParams<T>& p, CUstream_st* stream) {
       launch<T, __half>(p, stream);
       break;
   }
-  const cudaError_t err = cudaGetLastError();
-  KL_CHECK(err == cudaSuccess, "rmsnorm_cuda: launch failed: {}", cudaGetErrorString(err));
+  KL_CUDA_CHECK_LAUNCH("rmsnorm_cuda");
+}
+
+template <typename T>
+void gated_rmsnorm_cuda(const GatedRmsNormCudaParams<T>& p, CUstream_st* stream) {
+  KL_CHECK(p.num_rows >= 0 && p.num_rows <= (int64_t(0x7fffffff) * (kGatedThreads / kWarp)),
+           "gated_rmsnorm_cuda: num_rows {} out of range", p.num_rows);
+  KL_CHECK(p.dim > 0, "gated_rmsnorm_cuda: dim {} must be positive", p.dim);
+  KL_CHECK(p.weight.numel() == p.dim, "gated_rmsnorm_cuda: weight has {} values, expected dim {}",
+           p.weight.numel(), p.dim);
+  if (p.num_rows == 0) return;
+  KL_CHECK(p.x && p.gate && p.out && p.weight.data, "gated_rmsnorm_cuda: null device pointer");
+  switch (p.weight.dtype) {
+    case DType::kF32:
+      launch_gated<T, float>(p, stream);
+      break;
+    case DType::kBF16:
+      launch_gated<T, __nv_bfloat16>(p, stream);
+      break;
+    case DType::kF16:
+      launch_gated<T, __half>(p, stream);
+      break;
+  }
+  KL_CUDA_CHECK_LAUNCH("gated_rmsnorm_cuda");
 }
 
 template void rmsnorm_cuda<float>(const RmsNormCudaParams<float>&, CUstream_st*);
 template void rmsnorm_cuda<__nv_bfloat16>(const RmsNormCudaParams<__nv_bfloat16>&, CUstream_st*);
+template void gated_rmsnorm_cuda<float>(const GatedRmsNormCudaParams<float>&, CUstream_st*);
+template void gated_rmsnorm_cuda<__nv_bfloat16>(const GatedRmsNormCudaParams<__nv_bfloat16>&,
+                                                CUstream_st*);
 
 }  // namespace kl::kernels

@@ -82,7 +82,8 @@ std::vector<SeqRecord> run(const GoldenCase& gc, DType act, const Schedule& sche
   return recs;
 }
 
-void check_fp32(const GoldenCase& gc, const std::string& sched, const std::vector<SeqRecord>& recs) {
+void check_fp32(const GoldenCase& gc, const std::string& sched,
+                const std::vector<SeqRecord>& recs) {
   REQUIRE(recs.size() == gc.prompts.size());
   for (size_t i = 0; i < recs.size(); ++i) {
     const GoldenPrompt& p = gc.prompts[i];
@@ -118,7 +119,8 @@ bool contains(const std::vector<int32_t>& v, int32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-void check_bf16(const GoldenCase& gc, const std::string& sched, const std::vector<SeqRecord>& recs) {
+void check_bf16(const GoldenCase& gc, const std::string& sched,
+                const std::vector<SeqRecord>& recs) {
   REQUIRE(recs.size() == gc.prompts.size());
   const int64_t V = gc.config.vocab_size;
   double log_prefill = 0, log_decode = 0;
@@ -154,8 +156,8 @@ void check_bf16(const GoldenCase& gc, const std::string& sched, const std::vecto
     log_decode += std::log(std::max(e, 1e-12));
   }
   const double decode_gm = std::exp(log_decode / recs.size());
-  std::string summary = fmt::format("bf16 {} [{}]: decode geometric mean {:.2e}", gc.name, sched,
-                                    decode_gm);
+  std::string summary =
+      fmt::format("bf16 {} [{}]: decode geometric mean {:.2e}", gc.name, sched, decode_gm);
   CHECK(decode_gm <= kBf16DecodeGeoMean);
   if (n_prefill > 0) {
     const double prefill_gm = std::exp(log_prefill / n_prefill);

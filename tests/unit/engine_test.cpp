@@ -2,6 +2,7 @@
 // admission control, cancellation, validation at submit, and draining shutdown.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include "engine/api/engine.h"
@@ -142,4 +143,35 @@ TEST_CASE("engine: EOS finishes with stop; a draining shutdown completes every r
     CHECK(toks.back() == 2);
     CHECK(toks.size() <= 5);
   }
+}
+
+TEST_CASE("engine: a fatal executor error fails every request, refuses new ones, reports once") {
+  auto exec = std::make_unique<FakeExecutor>(64, 8, 200us);
+  exec->set_fatal_from_step(4);
+  std::atomic<int> fatal_calls{0};
+  std::string reported;
+  EngineConfig c = engine_config();
+  c.on_fatal = [&](const std::string& e) {
+    reported = e;
+    ++fatal_calls;  // after `reported`: the test reads it once it sees the count
+  };
+  Engine engine(c, std::move(exec));
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 3; ++i) {
+    auto r = engine.submit(request(5, 100));
+    REQUIRE(r.status == SubmitStatus::kOk);
+    streams.push_back(r.stream);
+  }
+  for (auto& s : streams) {
+    auto [toks, fin] = read_all(*s);
+    CHECK(fin == FinishReason::kError);
+    CHECK(toks.size() < 100);
+  }
+  REQUIRE(wait_for([&] { return fatal_calls.load() == 1; }));
+  CHECK_THAT(reported, Catch::Contains("illegal memory access"));
+  CHECK_THAT(engine.fatal_error(), Catch::Contains("illegal memory access"));
+  auto late = engine.submit(request(5, 10));
+  CHECK(late.status == SubmitStatus::kShuttingDown);
+  CHECK_THAT(late.error, Catch::Contains("fatal error"));
+  engine.shutdown(false);  // returns promptly: nothing is left to drain
 }

@@ -1,0 +1,222 @@
+// Prefill chunks of MLA in the expanded form: the gather of a key chunk's latents out of the
+// paged cache (for the kv_b up-projection GEMM) and causal attention of a chunk's query rows over
+// the up-projected keys, flash style: the fp32 softmax state (running max, sum, output) lives in
+// registers within a key chunk and in fp32 scratch between chunks.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/mla/mla_kernels.cuh"
+
+namespace kl::kernels::mla {
+namespace {
+
+using cuda::from_f32;
+using cuda::kWarp;
+using cuda::to_f32;
+
+constexpr int kRowsPerWarp = 8;
+constexpr int kPrefillThreads = 256;
+constexpr int kPrefillRows = kRowsPerWarp * kPrefillThreads / kWarp;  // 64 query rows a block
+constexpr int kPrefillKeys = kWarp;  // keys per tile: one per lane in the score phase
+// 196 and 132 words = 4 (mod 32): float4 reads of 8 consecutive rows hit distinct banks.
+constexpr int kQkStride = kQkDim + 4;
+constexpr int kVStride = kVDim + 4;
+
+struct PrefillSmem {
+  float q[kPrefillRows][kQkStride];  // [q_nope | q_pe] of the block's rows, one head
+  float k[kPrefillKeys][kQkStride];  // [k_nope | k_pe] of the key tile
+  float v[kPrefillKeys][kVStride];
+  float p[kPrefillThreads / kWarp][kPrefillKeys][kRowsPerWarp];  // per warp: [key][row]
+};
+
+template <typename T>
+__global__ void gather_keys_kernel(const T* cache, const int32_t* pages, int page_size,
+                                   int key_begin, T* lat, T* pe) {
+  const int k = blockIdx.x;
+  const int key = key_begin + k;
+  const int64_t slot = static_cast<int64_t>(pages[key / page_size]) * page_size + key % page_size;
+  const T* src = cache + slot * kWidth;
+  for (int c = threadIdx.x; c < kWidth; c += blockDim.x) {
+    if (c < kLora) {
+      lat[static_cast<int64_t>(k) * kLora + c] = src[c];
+    } else {
+      pe[static_cast<int64_t>(k) * kRope + (c - kLora)] = src[c];
+    }
+  }
+}
+
+// Grid (ceil(num_rows / 64), H). Warp w owns rows w*8 .. w*8+7 in both phases: scores with
+// lane = key (the row's max and sum are warp reductions, the softmax state is replicated in the
+// warp's lanes), output with lane = 4 value columns, so only the probabilities go through shared
+// memory, within the warp.
+template <typename T>
+__global__ void __launch_bounds__(kPrefillThreads) prefill_chunk_kernel(PrefillChunkArgs<T> a) {
+  extern __shared__ float4 smem_raw[];
+  PrefillSmem& sm = *reinterpret_cast<PrefillSmem*>(smem_raw);
+  const int tid = threadIdx.x;
+  const int lane = tid % kWarp;
+  const int warp = tid / kWarp;
+  const int h = blockIdx.y;
+  const int H = a.num_heads;
+  const int r0 = blockIdx.x * kPrefillRows;
+  const int64_t up_stride = static_cast<int64_t>(H) * kKvbRows;
+
+  for (int i = tid; i < kPrefillRows * kQkDim; i += kPrefillThreads) {
+    const int r = i / kQkDim, c = i % kQkDim, row = r0 + r;
+    sm.q[r][c] =
+        row < a.num_rows ? to_f32(a.q[(static_cast<int64_t>(row) * H + h) * kQkDim + c]) : 0.f;
+  }
+
+  const int wrow0 = r0 + warp * kRowsPerWarp;  // the warp's first row
+  const int col = lane * 4;
+  float m_run[kRowsPerWarp], l_run[kRowsPerWarp], acc[kRowsPerWarp][4];
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int row = wrow0 + i;
+    m_run[i] = -INFINITY;
+    l_run[i] = 0.f;
+    acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+    if (!a.first && row < a.num_rows) {
+      const int64_t rh = static_cast<int64_t>(row) * H + h;
+      m_run[i] = a.ml[rh * 2];
+      l_run[i] = a.ml[rh * 2 + 1];
+      const float4 x = *reinterpret_cast<const float4*>(a.acc + rh * kVDim + col);
+      acc[i][0] = x.x;
+      acc[i][1] = x.y;
+      acc[i][2] = x.z;
+      acc[i][3] = x.w;
+    }
+  }
+
+  // Keys of this chunk that some row of the block may see.
+  const int last_row = min(r0 + kPrefillRows, a.num_rows) - 1;
+  const int key_stop = min(a.chunk_begin + a.chunk_keys, a.num_computed + last_row + 1);
+  for (int kt = a.chunk_begin; kt < key_stop; kt += kPrefillKeys) {
+    __syncthreads();  // the previous tile's readers are done (and q is loaded)
+    for (int i = tid; i < kPrefillKeys * kQkDim; i += kPrefillThreads) {
+      const int j = i / kQkDim, c = i % kQkDim, key = kt + j;
+      float v = 0.f;
+      if (key < key_stop) {
+        const int64_t local = key - a.chunk_begin;
+        v = c < kNope ? to_f32(a.kv_up[local * up_stride + h * kKvbRows + c])
+                      : to_f32(a.k_pe[local * kRope + (c - kNope)]);
+      }
+      sm.k[j][c] = v;
+    }
+    for (int i = tid; i < kPrefillKeys * kVDim; i += kPrefillThreads) {
+      const int j = i / kVDim, c = i % kVDim, key = kt + j;
+      const int64_t local = key - a.chunk_begin;
+      sm.v[j][c] =
+          key < key_stop ? to_f32(a.kv_up[local * up_stride + h * kKvbRows + kNope + c]) : 0.f;
+    }
+    __syncthreads();
+
+    // Scores of the warp's 8 rows against key kt + lane.
+    float s[kRowsPerWarp] = {};
+    {
+      const float4* kr = reinterpret_cast<const float4*>(sm.k[lane]);
+#pragma unroll 4
+      for (int c4 = 0; c4 < kQkDim / 4; ++c4) {
+        const float4 k = kr[c4];
+#pragma unroll
+        for (int i = 0; i < kRowsPerWarp; ++i) {
+          const float4 x = reinterpret_cast<const float4*>(sm.q[warp * kRowsPerWarp + i])[c4];
+          s[i] += x.x * k.x + x.y * k.y + x.z * k.z + x.w * k.w;
+        }
+      }
+    }
+    const int key = kt + lane;
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int row = wrow0 + i;
+      const bool visible = key < key_stop && row < a.num_rows && key <= a.num_computed + row;
+      const float si = visible ? s[i] * a.scale : -INFINITY;
+      const float m_new = fmaxf(m_run[i], cuda::warp_max(si));
+      // A row that has seen no key yet and sees none in this tile keeps its empty state.
+      const float p = m_new == -INFINITY ? 0.f : expf(si - m_new);
+      const float alpha = m_new == -INFINITY ? 1.f : expf(m_run[i] - m_new);
+      l_run[i] = l_run[i] * alpha + cuda::warp_sum(p);
+      m_run[i] = m_new;
+      acc[i][0] *= alpha;
+      acc[i][1] *= alpha;
+      acc[i][2] *= alpha;
+      acc[i][3] *= alpha;
+      sm.p[warp][lane][i] = p;
+    }
+    __syncwarp();
+
+#pragma unroll 4
+    for (int j = 0; j < kPrefillKeys; ++j) {
+      const float4 v = *reinterpret_cast<const float4*>(&sm.v[j][col]);
+      const float4 p0 = *reinterpret_cast<const float4*>(&sm.p[warp][j][0]);
+      const float4 p1 = *reinterpret_cast<const float4*>(&sm.p[warp][j][4]);
+      const float pj[kRowsPerWarp] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        acc[i][0] += pj[i] * v.x;
+        acc[i][1] += pj[i] * v.y;
+        acc[i][2] += pj[i] * v.z;
+        acc[i][3] += pj[i] * v.w;
+      }
+    }
+    __syncwarp();  // the next tile overwrites this warp's probabilities
+  }
+
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int row = wrow0 + i;
+    if (row >= a.num_rows) continue;
+    const int64_t rh = static_cast<int64_t>(row) * H + h;
+    if (a.last) {
+      // Every row sees key 0 (in the first chunk), so l > 0.
+      const float inv = 1.f / l_run[i];
+      T* dst = a.out + rh * kVDim + col;
+      for (int c = 0; c < 4; ++c) dst[c] = from_f32<T>(acc[i][c] * inv);
+    } else {
+      *reinterpret_cast<float4*>(a.acc + rh * kVDim + col) =
+          make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+      if (lane == 0) {
+        a.ml[rh * 2] = m_run[i];
+        a.ml[rh * 2 + 1] = l_run[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void launch_gather_keys(const T* cache, const int32_t* pages, int page_size, int key_begin,
+                        int num_keys, T* lat, T* pe, cudaStream_t stream) {
+  gather_keys_kernel<T><<<num_keys, 192, 0, stream>>>(cache, pages, page_size, key_begin, lat, pe);
+  KL_CUDA_CHECK_LAUNCH("mla: gather_keys");
+}
+
+template <typename T>
+void launch_prefill_chunk(const PrefillChunkArgs<T>& a, cudaStream_t stream) {
+  const dim3 grid((a.num_rows + kPrefillRows - 1) / kPrefillRows, a.num_heads);
+  prefill_chunk_kernel<T><<<grid, kPrefillThreads, sizeof(PrefillSmem), stream>>>(a);
+  KL_CUDA_CHECK_LAUNCH("mla: prefill_chunk");
+}
+
+void set_prefill_smem_limit() {  // ~98 KiB: above the 48 KiB default
+  KL_CUDA_CHECK(cudaFuncSetAttribute(prefill_chunk_kernel<float>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(sizeof(PrefillSmem))));
+  KL_CUDA_CHECK(cudaFuncSetAttribute(prefill_chunk_kernel<__nv_bfloat16>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(sizeof(PrefillSmem))));
+}
+
+#define KL_MLA_PREFILL_INSTANTIATE(T)                                                  \
+  template void launch_gather_keys<T>(const T*, const int32_t*, int, int, int, T*, T*, \
+                                      cudaStream_t);                                   \
+  template void launch_prefill_chunk<T>(const PrefillChunkArgs<T>&, cudaStream_t);
+
+KL_MLA_PREFILL_INSTANTIATE(float)
+KL_MLA_PREFILL_INSTANTIATE(__nv_bfloat16)
+
+}  // namespace kl::kernels::mla
