@@ -10,22 +10,17 @@
 #include <thread>
 
 #include "engine/checkpoint/weight_store.h"
+#include "engine/core/counter_random.h"
 #include "engine/core/error.h"
 
 namespace kl {
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-constexpr double kTwoPi = 6.283185307179586476925286766559;
+using random::kTwoPi;
+using random::splitmix64;
+using random::uniform;
 // Elements per work item: large enough to amortise scheduling, small enough to balance threads.
 constexpr int64_t kChunk = int64_t{1} << 20;
-
-uint64_t splitmix64(uint64_t x) {
-  x += kGolden;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 uint64_t fnv1a64(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -34,12 +29,6 @@ uint64_t fnv1a64(std::string_view s) {
     h *= 0x100000001b3ull;
   }
   return h;
-}
-
-// Uniform in the open interval (0, 1): 53 random bits, offset by half a step so log() is finite.
-double uniform(uint64_t key, uint64_t counter) {
-  uint64_t bits = splitmix64(key + counter * kGolden);
-  return (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53;
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -123,11 +112,7 @@ float dummy_value(const DummyRecipe& r, int64_t i) {
     default:
       break;
   }
-  const uint64_t pair = static_cast<uint64_t>(i) >> 1;
-  const double rad = std::sqrt(-2.0 * std::log(uniform(r.key, 2 * pair)));
-  const double ang = kTwoPi * uniform(r.key, 2 * pair + 1);
-  const double z = (i & 1) ? rad * std::sin(ang) : rad * std::cos(ang);
-  return static_cast<float>(z * r.stddev);
+  return static_cast<float>(random::normal(r.key, i) * r.stddev);
 }
 
 void fill_dummy_range(const TensorSpec& spec, const DummyRecipe& r, int64_t begin, int64_t end,
@@ -209,6 +194,34 @@ WeightStore WeightStore::dummy(const ModelConfig& config, uint64_t seed) {
   fill_dummy_tensors(specs, seed, outs);
   ws.finalize();
   return ws;
+}
+
+WeightStore WeightStore::dummy_layout(const ModelConfig& config, uint64_t seed) {
+  const std::vector<TensorSpec> specs = expected_tensors(config);
+  WeightStore ws;
+  ws.source_ = fmt::format("dummy(seed={}, generated on the device)", seed);
+  ws.layout_only_ = true;
+  ws.dummy_seed_ = seed;
+  // Placeholder addresses: distinct (a tied lm_head shares the embedding's, as with real data)
+  // and never dereferenced. They start far from null so that a stray read faults loudly.
+  uintptr_t next = uintptr_t{1} << 44;
+  for (const TensorSpec& s : specs) {
+    const auto* data = reinterpret_cast<const std::byte*>(next);
+    next += (s.nbytes() + 63) / 64 * 64;
+    ws.add_tensor(TensorInfo{s.name, s.shape, std::string(dtype_name(s.dtype)), s.dtype, s.nbytes(),
+                             "<dummy>"},
+                  data);
+    ws.layout_specs_[data] = s;
+  }
+  ws.finalize();
+  return ws;
+}
+
+std::optional<std::pair<TensorSpec, DummyRecipe>> WeightStore::dummy_recipe_at(
+    const void* data) const {
+  auto it = layout_specs_.find(data);
+  if (!layout_only_ || it == layout_specs_.end()) return std::nullopt;
+  return std::pair{it->second, dummy_recipe(it->second, dummy_seed_)};
 }
 
 }  // namespace kl

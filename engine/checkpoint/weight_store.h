@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/checkpoint/dummy_weights.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/core/error.h"
 #include "engine/core/weight_view.h"
@@ -50,6 +51,13 @@ class WeightStore {
   static WeightStore dummy(const ModelConfig& config, uint64_t seed);
   static WeightStore load(LoadFormat format, const std::string& dir, const ModelConfig& config,
                           uint64_t seed = 0);
+  // The dummy weights as recipes only, for an executor that generates them where they live (the
+  // GPU): names, shapes and dtypes as dummy(), views pointing at placeholder addresses that must
+  // never be read (bytes() refuses); dummy_recipe_at() says what each tensor holds.
+  static WeightStore dummy_layout(const ModelConfig& config, uint64_t seed);
+  bool layout_only() const { return layout_only_; }
+  // Layout-only stores: the recipe of the tensor whose view data is `data` (nullopt: none).
+  std::optional<std::pair<TensorSpec, DummyRecipe>> dummy_recipe_at(const void* data) const;
 
   WeightStore(WeightStore&&) noexcept;
   WeightStore& operator=(WeightStore&&) noexcept;
@@ -89,6 +97,9 @@ class WeightStore {
   std::vector<const std::byte*> data_;  // parallel to tensors_
   std::unordered_map<std::string, size_t> index_;
   uint64_t total_bytes_ = 0;
+  bool layout_only_ = false;
+  uint64_t dummy_seed_ = 0;
+  std::unordered_map<const void*, TensorSpec> layout_specs_;  // layout-only: view data -> spec
 };
 
 // Accessors are inline so that models/ (bind_model_weights) needs no link dependency on engine/.
@@ -100,6 +111,7 @@ inline const TensorInfo& WeightStore::info(const std::string& name) const {
 
 inline std::span<const std::byte> WeightStore::bytes(const std::string& name) const {
   const TensorInfo& t = info(name);
+  if (layout_only_) fail("{}: tensor '{}' has no bytes in a layout-only store", source_, name);
   return {data_[static_cast<size_t>(&t - tensors_.data())], static_cast<size_t>(t.nbytes)};
 }
 

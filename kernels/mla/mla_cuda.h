@@ -15,6 +15,9 @@ namespace kl::kernels {
 
 class GemmRunner;
 
+// The head geometry (nope, rope, v_dim, kv_lora) must be one the kernels are compiled for:
+// Kimi Linear's 128 / 64 / 128 / 512 or the tiny-grouped test model's 64 / 32 / 64 / 256;
+// MlaAttentionRunner's constructor throws kl::Error naming any other.
 struct MlaDims {
   int64_t num_heads = 32;
   int64_t nope = 128;
@@ -65,7 +68,8 @@ struct MlaAttentionCudaParams {
 class MlaAttentionRunner {
  public:
   // chunk_keys: keys up-projected at a time for prefill chunks (0 = 2048); bounds the kv_b
-  // scratch ([chunk_keys, H * 256]). Tests pass a small value to exercise several chunks.
+  // scratch ([chunk_keys, H * (nope + v_dim)]). Tests pass a small value to exercise several
+  // chunks.
   MlaAttentionRunner(const MlaDims& dims, int64_t max_num_tokens, bool bf16,
                      int64_t chunk_keys = 0);
   ~MlaAttentionRunner();

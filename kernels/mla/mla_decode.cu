@@ -1,7 +1,8 @@
 // Decode rows of MLA in the absorbed form: the compaction of decode rows (their list, q gather,
 // output scatter), attention of kDecodeHeads heads at a time over the shared latent cache with an
 // online fp32 softmax, split over keys for parallelism when there are few rows, and the
-// combination of the splits.
+// combination of the splits. Every dims-dependent kernel is a template on the MLA shape S
+// (mla_kernels.cuh), instantiated for each compiled geometry.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -18,14 +19,29 @@ using cuda::kWarp;
 using cuda::to_f32;
 
 constexpr int kListThreads = 1024;
-constexpr int kDecodeKeys = 32;  // keys per tile: one per lane in the score phase
 constexpr int kDecodeThreads = 256;
-// Row stride of the shared q and key tiles: 580 = 4 (mod 32) words, so the float4 reads of 8
-// consecutive keys (a quarter-warp) hit 32 distinct banks.
-constexpr int kRowStride = kWidth + 4;
-constexpr int kHeadsPerPvThread = 8;  // output phase: a thread owns 8 heads x 4 latent columns
+static_assert(kDecodeKeys == kWarp, "score phase: one key per lane");
+static_assert(kDecodeHeads == 2 * (kDecodeThreads / kWarp), "score phase: two heads per warp");
 
+// The decode kernel's geometry for shape S.
+template <typename S>
+struct DecodeLayout {
+  // Row stride of the shared q and key tiles: kWidth + 4 = 4 (mod 32) words when kWidth is a
+  // multiple of 32 (580 for the model), so the float4 reads of 8 consecutive keys (a
+  // quarter-warp) hit 32 distinct banks.
+  static constexpr int kRowStride = S::kWidth + 4;
+  // Output phase: a thread owns kHeadsPerPvThread heads x 4 latent columns (the model: 8 heads,
+  // kLora / 4 = 128 column threads per head group, 2 head groups).
+  static constexpr int kColThreads = S::kLora / 4;
+  static constexpr int kHeadsPerPvThread = kDecodeHeads * kColThreads / kDecodeThreads;
+  static_assert(S::kLora % 4 == 0 && S::kRope % 4 == 0, "float4 score loops");
+  static_assert(kDecodeThreads % kColThreads == 0 && kHeadsPerPvThread % 4 == 0,
+                "output phase: whole head groups of float4 probability reads");
+};
+
+template <typename S>
 struct DecodeSmem {
+  static constexpr int kRowStride = DecodeLayout<S>::kRowStride;
   float q[kDecodeHeads][kRowStride];   // [q_lat | q_pe] of the block's heads
   float k[kDecodeKeys][kRowStride];    // the key tile [c | k_pe]
   float p[kDecodeKeys][kDecodeHeads];  // probabilities of the tile
@@ -77,18 +93,24 @@ __global__ void scatter_decode_out_kernel(const T* out_dec, const MlaSeqSpan* se
     out[row * row_values + i] = out_dec[d * row_values + i];
 }
 
-// Grid (num_splits, ceil(H / kDecodeHeads), num_rows). Phases per key tile: load (all threads),
-// scores (warp w: heads w and w + 8, lane = key; the softmax state of those heads lives in the
-// warp's registers), output (thread: 8 heads x 4 latent columns, accumulated in registers).
-// A key tile [kDecodeKeys, 576] of the paged cache in registers, as 16-byte vectors: lane j
-// resolves the slot of key j once, the others get it by shuffle.
-template <typename T>
+// A key tile [kDecodeKeys, kWidth] of the paged cache in registers, as 16-byte vectors: lane j
+// resolves the slot of key j once, the others get it by shuffle. When the tile's vectors do not
+// divide evenly among the threads (bf16 at kWidth 288), the last round is guarded.
+template <typename T, typename S>
 struct KeyTileLoader {
   static constexpr int kVec = 16 / sizeof(T);
+  static constexpr int kWidth = S::kWidth;
   static constexpr int kVecsPerKey = kWidth / kVec;
-  static constexpr int kPerThread = kDecodeKeys * kVecsPerKey / kDecodeThreads;
-  static_assert(kDecodeKeys * kVecsPerKey % kDecodeThreads == 0 && kDecodeKeys == kWarp);
+  static constexpr int kVecsPerTile = kDecodeKeys * kVecsPerKey;
+  static constexpr int kPerThread = (kVecsPerTile + kDecodeThreads - 1) / kDecodeThreads;
+  static constexpr bool kEven = kVecsPerTile % kDecodeThreads == 0;
+  static_assert(kWidth % kVec == 0, "a cached token is whole 16-byte vectors");
   uint4 buf[kPerThread];
+
+  // Vector i of this thread exists (always, when the tile divides evenly).
+  __device__ static bool has(int i) {
+    return kEven || static_cast<int>(threadIdx.x) + i * kDecodeThreads < kVecsPerTile;
+  }
 
   __device__ void load(const T* cache, const int32_t* pages, int page_size, int kt, int key_end) {
     const int lane = threadIdx.x % kWarp;
@@ -101,15 +123,19 @@ struct KeyTileLoader {
     for (int i = 0; i < kPerThread; ++i) {
       const int idx = threadIdx.x + i * kDecodeThreads;
       const int j = idx / kVecsPerKey, v = idx % kVecsPerKey;
+      // Every lane shuffles; a guarded-off vector's j may be >= 32 (the shuffle takes it modulo
+      // the warp width) and its value goes unused.
       const long long slot = __shfl_sync(0xffffffffu, my_slot, j);
+      if (!has(i)) continue;
       buf[i] = slot >= 0 ? *reinterpret_cast<const uint4*>(cache + slot * kWidth + v * kVec)
                          : make_uint4(0, 0, 0, 0);  // past the split's end: masked scores
     }
   }
 
-  __device__ void store(float (*k)[kRowStride]) const {
+  __device__ void store(float (*k)[DecodeLayout<S>::kRowStride]) const {
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
+      if (!has(i)) continue;
       const int idx = threadIdx.x + i * kDecodeThreads;
       const int j = idx / kVecsPerKey, v = idx % kVecsPerKey;
       float4* dst = reinterpret_cast<float4*>(&k[j][v * kVec]);
@@ -126,12 +152,19 @@ struct KeyTileLoader {
   }
 };
 
-// bf16 keeps two blocks per SM (<= 128 registers); fp32's larger prefetch buffer gets one.
-template <typename T>
+// Grid (num_splits, ceil(H / kDecodeHeads), num_rows). Phases per key tile: load (all threads),
+// scores (warp w: heads w and w + 8, lane = key; the softmax state of those heads lives in the
+// warp's registers), output (thread: kHeadsPerPvThread heads x 4 latent columns, accumulated in
+// registers). bf16 keeps two blocks per SM (<= 128 registers); fp32's larger prefetch buffer
+// gets one.
+template <typename T, typename S>
 __global__ void __launch_bounds__(kDecodeThreads, sizeof(T) == 2 ? 2 : 1)
     decode_attention_kernel(DecodeAttentionArgs<T> a) {
+  constexpr int kNope = S::kNope, kQkDim = S::kQkDim, kLora = S::kLora, kWidth = S::kWidth;
+  constexpr int kColThreads = DecodeLayout<S>::kColThreads;
+  constexpr int kHeadsPerPvThread = DecodeLayout<S>::kHeadsPerPvThread;
   extern __shared__ float4 smem_raw[];
-  DecodeSmem& sm = *reinterpret_cast<DecodeSmem*>(smem_raw);
+  DecodeSmem<S>& sm = *reinterpret_cast<DecodeSmem<S>*>(smem_raw);
   const int tid = threadIdx.x;
   const int lane = tid % kWarp;
   const int warp = tid / kWarp;
@@ -158,13 +191,14 @@ __global__ void __launch_bounds__(kDecodeThreads, sizeof(T) == 2 ? 2 : 1)
   // Score-phase state of heads `warp` and `warp + 8`, replicated in every lane of the warp.
   float m_run[2] = {-INFINITY, -INFINITY};
   float l_run[2] = {0.f, 0.f};
-  // Output-phase accumulators: heads hb .. hb + 7, latent columns col .. col + 3.
-  const int col = (tid % (kDecodeThreads / 2)) * 4;
-  const int hb = (tid / (kDecodeThreads / 2)) * kHeadsPerPvThread;
+  // Output-phase accumulators: heads hb .. hb + kHeadsPerPvThread - 1, latent columns col ..
+  // col + 3.
+  const int col = (tid % kColThreads) * 4;
+  const int hb = (tid / kColThreads) * kHeadsPerPvThread;
   float acc[kHeadsPerPvThread][4] = {};
 
   // The next key tile is fetched into registers while the current one is computed on.
-  KeyTileLoader<T> loader;
+  KeyTileLoader<T, S> loader;
   if (key_begin < key_end) loader.load(a.cache, pages, a.page_size, key_begin, key_end);
   for (int kt = key_begin; kt < key_end; kt += kDecodeKeys) {
     __syncthreads();  // the previous tile's readers are done (and q is loaded)
@@ -218,9 +252,15 @@ __global__ void __launch_bounds__(kDecodeThreads, sizeof(T) == 2 ? 2 : 1)
 #pragma unroll 4
     for (int j = 0; j < kDecodeKeys; ++j) {
       const float4 c = *reinterpret_cast<const float4*>(&sm.k[j][col]);
-      const float4 p0 = *reinterpret_cast<const float4*>(&sm.p[j][hb]);
-      const float4 p1 = *reinterpret_cast<const float4*>(&sm.p[j][hb + 4]);
-      const float pj[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+      float pj[kHeadsPerPvThread];
+#pragma unroll
+      for (int h4 = 0; h4 < kHeadsPerPvThread / 4; ++h4) {
+        const float4 p4 = *reinterpret_cast<const float4*>(&sm.p[j][hb + 4 * h4]);
+        pj[4 * h4] = p4.x;
+        pj[4 * h4 + 1] = p4.y;
+        pj[4 * h4 + 2] = p4.z;
+        pj[4 * h4 + 3] = p4.w;
+      }
 #pragma unroll
       for (int hh = 0; hh < kHeadsPerPvThread; ++hh) {
         acc[hh][0] += pj[hh] * c.x;
@@ -261,9 +301,10 @@ __global__ void __launch_bounds__(kDecodeThreads, sizeof(T) == 2 ? 2 : 1)
 }
 
 // Grid (num_rows, H), kLora / 4 threads: each thread combines 4 latent columns of every split.
-template <typename T>
+template <typename T, typename S>
 __global__ void combine_splits_kernel(const float* part_acc, const float* part_ml, int num_splits,
                                       int num_heads, T* out_lat) {
+  constexpr int kLora = S::kLora;
   const int64_t d = blockIdx.x;
   const int h = blockIdx.y;
   const int col = threadIdx.x * 4;
@@ -294,51 +335,56 @@ void launch_build_decode_list(const MlaSeqSpan* seqs, int num_seqs, int32_t* lis
   KL_CUDA_CHECK_LAUNCH("mla: build_decode_list");
 }
 
-template <typename T>
+template <typename T, typename S>
 void launch_gather_decode_q(const T* q, const MlaSeqSpan* seqs, const int32_t* list, int num_rows,
                             int num_heads, T* q_dec, cudaStream_t stream) {
   gather_decode_q_kernel<T><<<num_rows, 256, 0, stream>>>(
-      q, seqs, list, static_cast<int64_t>(num_heads) * kQkDim, q_dec);
+      q, seqs, list, static_cast<int64_t>(num_heads) * S::kQkDim, q_dec);
   KL_CUDA_CHECK_LAUNCH("mla: gather_decode_q");
 }
 
-template <typename T>
+template <typename T, typename S>
 void launch_scatter_decode_out(const T* out_dec, const MlaSeqSpan* seqs, const int32_t* list,
                                int num_rows, int num_heads, T* out, cudaStream_t stream) {
   scatter_decode_out_kernel<T><<<num_rows, 256, 0, stream>>>(
-      out_dec, seqs, list, static_cast<int64_t>(num_heads) * kVDim, out);
+      out_dec, seqs, list, static_cast<int64_t>(num_heads) * S::kVDim, out);
   KL_CUDA_CHECK_LAUNCH("mla: scatter_decode_out");
 }
 
-template <typename T>
+template <typename T, typename S>
 void launch_decode_attention(const DecodeAttentionArgs<T>& a, cudaStream_t stream) {
   const dim3 grid(a.num_splits, (a.num_heads + kDecodeHeads - 1) / kDecodeHeads, a.num_rows);
-  decode_attention_kernel<T><<<grid, kDecodeThreads, sizeof(DecodeSmem), stream>>>(a);
+  decode_attention_kernel<T, S><<<grid, kDecodeThreads, sizeof(DecodeSmem<S>), stream>>>(a);
   KL_CUDA_CHECK_LAUNCH("mla: decode_attention");
   if (a.num_splits > 1) {
-    combine_splits_kernel<T><<<dim3(a.num_rows, a.num_heads), kLora / 4, 0, stream>>>(
+    combine_splits_kernel<T, S><<<dim3(a.num_rows, a.num_heads), S::kLora / 4, 0, stream>>>(
         a.part_acc, a.part_ml, a.num_splits, a.num_heads, a.out_lat);
     KL_CUDA_CHECK_LAUNCH("mla: combine_splits");
   }
 }
 
-void set_decode_smem_limit() {  // ~111 KiB: above the 48 KiB default
-  KL_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<float>,
+template <typename S>
+void set_decode_smem_limit() {  // ~111 KiB for the model: above the 48 KiB default
+  KL_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<float, S>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(sizeof(DecodeSmem))));
-  KL_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<__nv_bfloat16>,
+                                     static_cast<int>(sizeof(DecodeSmem<S>))));
+  KL_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<__nv_bfloat16, S>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(sizeof(DecodeSmem))));
+                                     static_cast<int>(sizeof(DecodeSmem<S>))));
 }
 
-#define KL_MLA_DECODE_INSTANTIATE(T)                                                             \
-  template void launch_gather_decode_q<T>(const T*, const MlaSeqSpan*, const int32_t*, int, int, \
-                                          T*, cudaStream_t);                                     \
-  template void launch_scatter_decode_out<T>(const T*, const MlaSeqSpan*, const int32_t*, int,   \
-                                             int, T*, cudaStream_t);                             \
-  template void launch_decode_attention<T>(const DecodeAttentionArgs<T>&, cudaStream_t);
+#define KL_MLA_DECODE_INSTANTIATE(T, S)                                                           \
+  template void launch_gather_decode_q<T, S>(const T*, const MlaSeqSpan*, const int32_t*, int,    \
+                                             int, T*, cudaStream_t);                              \
+  template void launch_scatter_decode_out<T, S>(const T*, const MlaSeqSpan*, const int32_t*, int, \
+                                                int, T*, cudaStream_t);                           \
+  template void launch_decode_attention<T, S>(const DecodeAttentionArgs<T>&, cudaStream_t);
 
-KL_MLA_DECODE_INSTANTIATE(float)
-KL_MLA_DECODE_INSTANTIATE(__nv_bfloat16)
+KL_MLA_DECODE_INSTANTIATE(float, KimiLinearShape)
+KL_MLA_DECODE_INSTANTIATE(__nv_bfloat16, KimiLinearShape)
+KL_MLA_DECODE_INSTANTIATE(float, TinyGoldenShape)
+KL_MLA_DECODE_INSTANTIATE(__nv_bfloat16, TinyGoldenShape)
+template void set_decode_smem_limit<KimiLinearShape>();
+template void set_decode_smem_limit<TinyGoldenShape>();
 
 }  // namespace kl::kernels::mla

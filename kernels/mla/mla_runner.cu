@@ -1,7 +1,8 @@
 // MlaAttentionRunner: the fused kv_a_layernorm + paged cache write, and MLA attention of a step
 // (decode rows absorbed, prefill chunks expanded; see mla_cuda.h) over scratch allocated once.
 // Host work is metadata only: the host copy of the sequence spans sizes the launches, the device
-// copy drives the kernels.
+// copy drives the kernels. The kernels are compiled per MLA head geometry (MlaShape in
+// mla_kernels.cuh); the runner picks the instantiation matching its MlaDims once per call.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -24,12 +25,30 @@ constexpr int64_t kDefaultChunkKeys = 2048;
 constexpr int64_t kMaxDecodeGroup = 1024;  // decode rows per absorbed pass (bounds the scratch)
 constexpr int64_t kAlign = 256;
 
-// One token per block: fp32 sum of squares of the 512 latent values, the normalised value
+// Calls f(S{}) with the compiled shape S matching d's head geometry; throws for any other.
+template <typename F>
+void with_shape(const MlaDims& d, const char* what, F&& f) {
+  if (KimiLinearShape::matches(d)) {
+    f(KimiLinearShape{});
+  } else if (TinyGoldenShape::matches(d)) {
+    f(TinyGoldenShape{});
+  } else {
+    KL_CHECK(false,
+             "{}: no MLA kernels are compiled for nope {} rope {} v {} kv_lora {} (compiled: "
+             "nope/rope/v/kv_lora 128/64/128/512 and 64/32/64/256)",
+             what, d.nope, d.rope, d.v_dim, d.kv_lora);
+  }
+}
+
+// One token per block: fp32 sum of squares of the kLora latent values, the normalised value
 // rounded to T before the weight multiply (as rmsnorm_cuda), then [ckv_normed | k_pe] to its slot.
-template <typename T>
+template <typename T, typename S>
 __global__ void __launch_bounds__(kCacheWriteThreads)
     cache_write_kernel(const T* kv, int64_t kv_stride, const void* weight, DType weight_dtype,
                        const int64_t* slot_mapping, float eps, T* cache) {
+  constexpr int kLora = S::kLora, kRope = S::kRope, kWidth = S::kWidth;
+  static_assert(kLora % kCacheWriteThreads == 0 && kRope <= kCacheWriteThreads,
+                "cache_write: whole latent rounds, one rope value per thread at most");
   const int64_t t = blockIdx.x;
   const int64_t slot = slot_mapping[t];
   if (slot < 0) return;  // a padding token (vLLM's convention, as mla_cache_write_ref)
@@ -62,7 +81,7 @@ constexpr DType dtype_of() {
 
 // Per head h of a batch of H: C_h[m, n] = A_h[m, k] B_h(k, n), with B_h a block of kv_b (the
 // heads' blocks kKvbRows * kLora apart), stored [k, n] (W_UK) or [n, k] (W_UV, transposed).
-template <typename T>
+template <typename T, typename S>
 BatchedGemmCudaParams<T> per_head_gemm(int64_t m, int64_t n, int64_t k, int64_t H, const T* a,
                                        int64_t lda, int64_t a_head_stride, const T* b,
                                        bool b_transposed, T* c, int64_t ldc,
@@ -76,8 +95,8 @@ BatchedGemmCudaParams<T> per_head_gemm(int64_t m, int64_t n, int64_t k, int64_t 
   g.lda = lda;
   g.a_batch_stride = a_head_stride;
   g.b = b;
-  g.ldb = kLora;
-  g.b_batch_stride = kKvbRows * kLora;
+  g.ldb = S::kLora;
+  g.b_batch_stride = int64_t{S::kKvbRows} * S::kLora;
   g.b_transposed = b_transposed;
   g.c = c;
   g.ldc = ldc;
@@ -98,30 +117,38 @@ struct MlaAttentionRunner::Impl {
   void* base = nullptr;
   int64_t bytes = 0;
 
-  // Scratch, carved from `base` (element type T = the activation dtype unless noted).
+  // Scratch, carved from `base` (element type T = the activation dtype unless noted; the model's
+  // sizes: nope + rope 192, kv_lora 512, v 128, rope 64, nope + v 256).
   int32_t* decode_list = nullptr;  // [max_num_tokens]
-  void* q_dec = nullptr;           // [decode_group, H, 192]
-  void* q_lat = nullptr;           // [decode_group, H, 512]
-  void* out_lat = nullptr;         // [decode_group, H, 512]
-  void* out_dec = nullptr;         // [decode_group, H * 128]
-  float* part_acc = nullptr;       // [max_partials, H, 512] fp32
+  void* q_dec = nullptr;           // [decode_group, H, nope + rope]
+  void* q_lat = nullptr;           // [decode_group, H, kv_lora]
+  void* out_lat = nullptr;         // [decode_group, H, kv_lora]
+  void* out_dec = nullptr;         // [decode_group, H * v]
+  float* part_acc = nullptr;       // [max_partials, H, kv_lora] fp32
   float* part_ml = nullptr;        // [max_partials, H, 2] fp32
-  void* lat = nullptr;             // [chunk_keys, 512]
-  void* pe = nullptr;              // [chunk_keys, 64]
-  void* kv_up = nullptr;           // [chunk_keys, H * 256]
-  float* acc = nullptr;            // [max_num_tokens, H, 128] fp32
+  void* lat = nullptr;             // [chunk_keys, kv_lora]
+  void* pe = nullptr;              // [chunk_keys, rope]
+  void* kv_up = nullptr;           // [chunk_keys, H * (nope + v)]
+  float* acc = nullptr;            // [max_num_tokens, H, v] fp32
   float* ml = nullptr;             // [max_num_tokens, H, 2] fp32
 
   ~Impl() { cudaFree(base); }
+
+  template <typename T, typename S>
+  void cache_write(const MlaCacheWriteCudaParams<T>& p, cudaStream_t stream);
+  template <typename T, typename S>
+  void attention(GemmRunner& gemm, const MlaAttentionCudaParams<T>& p, cudaStream_t stream);
 };
 
 MlaAttentionRunner::MlaAttentionRunner(const MlaDims& dims, int64_t max_num_tokens, bool bf16,
                                        int64_t chunk_keys)
     : impl_(std::make_unique<Impl>()) {
-  KL_CHECK(dims.nope == kNope && dims.rope == kRope && dims.v_dim == kVDim && dims.kv_lora == kLora,
-           "MlaAttentionRunner: the kernels are built for nope {} rope {} v {} kv_lora {}; got {} "
-           "{} {} {}",
-           kNope, kRope, kVDim, kLora, dims.nope, dims.rope, dims.v_dim, dims.kv_lora);
+  // Unsupported head geometries throw here, naming the dims.
+  with_shape(dims, "MlaAttentionRunner", [](auto shape) {
+    using S = decltype(shape);
+    set_decode_smem_limit<S>();
+    set_prefill_smem_limit<S>();
+  });
   KL_CHECK(dims.num_heads > 0 && dims.num_heads <= 65535 && dims.page_size > 0,
            "MlaAttentionRunner: num_heads {} / page_size {} out of range", dims.num_heads,
            dims.page_size);
@@ -142,10 +169,9 @@ MlaAttentionRunner::MlaAttentionRunner(const MlaDims& dims, int64_t max_num_toke
   // Splitting keys is only done while rows x head blocks stay below 2 waves (see attention), so
   // rows x splits stays below twice that.
   m.max_partials = 4 * static_cast<int64_t>(m.num_sms);
-  set_decode_smem_limit();
-  set_prefill_smem_limit();
 
   const int64_t H = dims.num_heads;
+  const int64_t qk_dim = dims.nope + dims.rope, kvb_rows = dims.nope + dims.v_dim;
   const int64_t elt = bf16 ? 2 : 4;
   int64_t offset = 0;
   auto carve = [&](int64_t n) {
@@ -154,16 +180,16 @@ MlaAttentionRunner::MlaAttentionRunner(const MlaDims& dims, int64_t max_num_toke
     return at;
   };
   const int64_t o_list = carve(max_num_tokens * 4);
-  const int64_t o_q_dec = carve(m.decode_group * H * kQkDim * elt);
-  const int64_t o_q_lat = carve(m.decode_group * H * kLora * elt);
-  const int64_t o_out_lat = carve(m.decode_group * H * kLora * elt);
-  const int64_t o_out_dec = carve(m.decode_group * H * kVDim * elt);
-  const int64_t o_part_acc = carve(m.max_partials * H * kLora * 4);
+  const int64_t o_q_dec = carve(m.decode_group * H * qk_dim * elt);
+  const int64_t o_q_lat = carve(m.decode_group * H * dims.kv_lora * elt);
+  const int64_t o_out_lat = carve(m.decode_group * H * dims.kv_lora * elt);
+  const int64_t o_out_dec = carve(m.decode_group * H * dims.v_dim * elt);
+  const int64_t o_part_acc = carve(m.max_partials * H * dims.kv_lora * 4);
   const int64_t o_part_ml = carve(m.max_partials * H * 2 * 4);
-  const int64_t o_lat = carve(chunk_keys * kLora * elt);
-  const int64_t o_pe = carve(chunk_keys * kRope * elt);
-  const int64_t o_kv_up = carve(chunk_keys * H * kKvbRows * elt);
-  const int64_t o_acc = carve(max_num_tokens * H * kVDim * 4);
+  const int64_t o_lat = carve(chunk_keys * dims.kv_lora * elt);
+  const int64_t o_pe = carve(chunk_keys * dims.rope * elt);
+  const int64_t o_kv_up = carve(chunk_keys * H * kvb_rows * elt);
+  const int64_t o_acc = carve(max_num_tokens * H * dims.v_dim * 4);
   const int64_t o_ml = carve(max_num_tokens * H * 2 * 4);
   m.bytes = offset;
   const cudaError_t err = cudaMalloc(&m.base, static_cast<size_t>(m.bytes));
@@ -192,8 +218,15 @@ int64_t MlaAttentionRunner::workspace_bytes() const {
 
 template <typename T>
 void MlaAttentionRunner::cache_write(const MlaCacheWriteCudaParams<T>& p, CudaStream stream) {
-  const MlaDims& d = impl_->dims;
-  KL_CHECK(d.kv_lora == kLora && d.rope == kRope, "mla cache_write: dims differ from the kernel's");
+  with_shape(impl_->dims, "mla cache_write",
+             [&](auto shape) { impl_->cache_write<T, decltype(shape)>(p, stream); });
+}
+
+template <typename T, typename S>
+void MlaAttentionRunner::Impl::cache_write(const MlaCacheWriteCudaParams<T>& p,
+                                           cudaStream_t stream) {
+  constexpr int kLora = S::kLora, kWidth = S::kWidth;
+  const MlaDims& d = dims;
   const int64_t stride = p.kv_stride ? p.kv_stride : kWidth;
   KL_CHECK(p.num_tokens >= 0 && p.num_tokens <= 0x7fffffff,
            "mla cache_write: num_tokens {} out of range", p.num_tokens);
@@ -204,7 +237,7 @@ void MlaAttentionRunner::cache_write(const MlaCacheWriteCudaParams<T>& p, CudaSt
   if (p.num_tokens == 0) return;
   KL_CHECK(p.kv && p.cache && p.slot_mapping && p.norm_weight.data,
            "mla cache_write: null device pointer");
-  cache_write_kernel<T><<<static_cast<unsigned>(p.num_tokens), kCacheWriteThreads, 0, stream>>>(
+  cache_write_kernel<T, S><<<static_cast<unsigned>(p.num_tokens), kCacheWriteThreads, 0, stream>>>(
       p.kv, stride, p.norm_weight.data, p.norm_weight.dtype, p.slot_mapping, d.kv_norm_eps,
       p.cache);
   KL_CUDA_CHECK_LAUNCH("mla cache_write");
@@ -213,7 +246,16 @@ void MlaAttentionRunner::cache_write(const MlaCacheWriteCudaParams<T>& p, CudaSt
 template <typename T>
 void MlaAttentionRunner::attention(GemmRunner& gemm, const MlaAttentionCudaParams<T>& p,
                                    CudaStream stream) {
-  Impl& m = *impl_;
+  with_shape(impl_->dims, "mla attention",
+             [&](auto shape) { impl_->attention<T, decltype(shape)>(gemm, p, stream); });
+}
+
+template <typename T, typename S>
+void MlaAttentionRunner::Impl::attention(GemmRunner& gemm, const MlaAttentionCudaParams<T>& p,
+                                         cudaStream_t stream) {
+  constexpr int kNope = S::kNope, kQkDim = S::kQkDim, kVDim = S::kVDim, kLora = S::kLora;
+  constexpr int kKvbRows = S::kKvbRows;
+  Impl& m = *this;
   const int64_t H = m.dims.num_heads;
   const int64_t page = m.dims.page_size;
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
@@ -264,11 +306,11 @@ void MlaAttentionRunner::attention(GemmRunner& gemm, const MlaAttentionCudaParam
       T* q_lat = static_cast<T*>(m.q_lat);
       T* out_lat = static_cast<T*>(m.out_lat);
       T* out_dec = static_cast<T*>(m.out_dec);
-      launch_gather_decode_q(p.q, p.seqs_dev, list, static_cast<int>(rows), static_cast<int>(H),
-                             q_dec, stream);
+      launch_gather_decode_q<T, S>(p.q, p.seqs_dev, list, static_cast<int>(rows),
+                                   static_cast<int>(H), q_dec, stream);
       // q_lat[r, h] = W_UK(h)^T q_nope[r, h]: per head, [rows, 128] x [128, 512].
-      gemm.batched<T>(per_head_gemm<T>(rows, kLora, kNope, H, q_dec, H * kQkDim, kQkDim, kv_b,
-                                       false, q_lat, H * kLora, kLora),
+      gemm.batched<T>(per_head_gemm<T, S>(rows, kLora, kNope, H, q_dec, H * kQkDim, kQkDim, kv_b,
+                                          false, q_lat, H * kLora, kLora),
                       stream);
       // Split the keys only while the rows alone leave the GPU short of two waves of blocks.
       int64_t splits = 1;
@@ -278,7 +320,7 @@ void MlaAttentionRunner::attention(GemmRunner& gemm, const MlaAttentionCudaParam
         splits = std::max<int64_t>(1, std::min(splits, m.max_partials / rows));
       }
       int64_t split_keys = (max_decode_keys + splits - 1) / splits;
-      split_keys = (split_keys + 31) / 32 * 32;  // whole key tiles
+      split_keys = (split_keys + kDecodeKeys - 1) / kDecodeKeys * kDecodeKeys;  // whole tiles
       splits = (max_decode_keys + split_keys - 1) / split_keys;
       DecodeAttentionArgs<T> a;
       a.q_lat = q_lat;
@@ -297,13 +339,13 @@ void MlaAttentionRunner::attention(GemmRunner& gemm, const MlaAttentionCudaParam
       a.out_lat = out_lat;
       a.part_acc = m.part_acc;
       a.part_ml = m.part_ml;
-      launch_decode_attention(a, stream);
+      launch_decode_attention<T, S>(a, stream);
       // out[r, h] = W_UV(h) out_lat[r, h]: per head, [rows, 512] x [128, 512]^T.
-      gemm.batched<T>(per_head_gemm<T>(rows, kVDim, kLora, H, out_lat, H * kLora, kLora,
-                                       kv_b + kNope * kLora, true, out_dec, H * kVDim, kVDim),
+      gemm.batched<T>(per_head_gemm<T, S>(rows, kVDim, kLora, H, out_lat, H * kLora, kLora,
+                                          kv_b + kNope * kLora, true, out_dec, H * kVDim, kVDim),
                       stream);
-      launch_scatter_decode_out(out_dec, p.seqs_dev, list, static_cast<int>(rows),
-                                static_cast<int>(H), p.out, stream);
+      launch_scatter_decode_out<T, S>(out_dec, p.seqs_dev, list, static_cast<int>(rows),
+                                      static_cast<int>(H), p.out, stream);
     }
   }
 
@@ -319,8 +361,8 @@ void MlaAttentionRunner::attention(GemmRunner& gemm, const MlaAttentionCudaParam
     const int32_t* pages = p.page_tables + static_cast<int64_t>(s) * p.page_table_stride;
     for (int64_t c0 = 0; c0 < keys; c0 += m.chunk_keys) {
       const int64_t n = std::min(m.chunk_keys, keys - c0);
-      launch_gather_keys(p.cache, pages, static_cast<int>(page), static_cast<int>(c0),
-                         static_cast<int>(n), lat, pe, stream);
+      launch_gather_keys<T, S>(p.cache, pages, static_cast<int>(page), static_cast<int>(c0),
+                               static_cast<int>(n), lat, pe, stream);
       LinearCudaParams<T> up;
       up.x = lat;
       up.m = n;
@@ -342,7 +384,7 @@ void MlaAttentionRunner::attention(GemmRunner& gemm, const MlaAttentionCudaParam
       a.acc = m.acc + static_cast<int64_t>(sp.row_begin) * H * kVDim;
       a.ml = m.ml + static_cast<int64_t>(sp.row_begin) * H * 2;
       a.out = p.out + static_cast<int64_t>(sp.row_begin) * H * kVDim;
-      launch_prefill_chunk(a, stream);
+      launch_prefill_chunk<T, S>(a, stream);
     }
   }
 }

@@ -217,7 +217,10 @@ int run_serve(const ServeOptions& o) {
 #endif
   // The front ends answer from here on (503 "loading" until the engine exists).
   const LoadFormat format = parse_load_format(o.load_format);
-  WeightStore store = WeightStore::load(format, dir, config, o.seed);
+  // Dummy weights for the GPU are generated there: the full-size model never exists on the host.
+  WeightStore store = cuda && format == LoadFormat::kDummy
+                          ? WeightStore::dummy_layout(config, o.seed)
+                          : WeightStore::load(format, dir, config, o.seed);
   log->info("weights: {} tensors, {:.1f} MiB from {}", store.num_tensors(),
             store.total_bytes() / 1048576.0, store.source());
   // (The GPU upload reads every page itself.)
@@ -231,11 +234,14 @@ int run_serve(const ServeOptions& o) {
     eo.gpu_memory_utilization = o.gpu_memory_utilization;
     eo.max_num_seqs = o.max_num_seqs;
     eo.max_num_batched_tokens = o.max_num_batched_tokens;
+    if (store.layout_only()) eo.dummy_layout = &store;
     // Test hook (documented in docs/configuration.md): trap in the N-th step.
     if (const char* f = std::getenv("KLSERVE_INJECT_CUDA_FAULT_AT_STEP"))
       eo.inject_fault_at_step = std::atoll(f);
     log->info("device: cuda, activations {}", activation == DType::kBF16 ? "bfloat16" : "float32");
-    ProgressBar bar("uploading weights to the GPU", store.total_bytes() / 1048576.0);
+    ProgressBar bar(store.layout_only() ? "generating weights on the GPU"
+                                        : "uploading weights to the GPU",
+                    store.total_bytes() / 1048576.0);
     executor = std::make_unique<CudaExecutor>(config, weights, eo,
                                               [&](double f) { bar.update(f); });
     cache.num_pages = executor->num_pages();

@@ -2,6 +2,7 @@
 #include "tests/golden/golden_case.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -84,6 +85,22 @@ std::vector<std::string> golden_case_dirs() {
     for (const fs::path& d : cases_in(*g)) add(d);
   }
   for (const fs::path& d : cases_in(fs::path(KL_SOURCE_DIR) / "tests" / "data" / "golden")) add(d);
+  // KL_GOLDEN_ONLY=name[,name...] keeps only the named cases (e.g. a large case generated on the
+  // GPU machine by scripts/gpu-golden-real.sh); a name that is not found is an error, not a skip.
+  if (const char* only = std::getenv("KL_GOLDEN_ONLY"); only && *only) {
+    std::vector<std::string> kept;
+    std::string list = only;
+    for (size_t start = 0; start <= list.size();) {
+      const size_t end = std::min(list.find(',', start), list.size());
+      const std::string want = list.substr(start, end - start);
+      start = end + 1;
+      if (want.empty()) continue;
+      const auto it = std::find(names.begin(), names.end(), want);
+      KL_CHECK(it != names.end(), "KL_GOLDEN_ONLY: no golden case named {}", want);
+      kept.push_back(dirs[static_cast<size_t>(it - names.begin())]);
+    }
+    dirs = std::move(kept);
+  }
   return dirs;
 }
 

@@ -37,7 +37,8 @@ struct GoldenCase {
 GoldenCase load_golden_case(const std::string& dir);
 
 // Directories of the cases the golden tier runs: tiny-a from the golden dir (when present) and
-// every case under tests/data/golden of the source tree.
+// every case under tests/data/golden of the source tree. KL_GOLDEN_ONLY=name[,name...] narrows
+// this to the named cases, in that order (throws kl::Error for a name not found).
 std::vector<std::string> golden_case_dirs();
 
 }  // namespace kl::test

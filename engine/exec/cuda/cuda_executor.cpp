@@ -109,7 +109,8 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
   s.plan.budget_bytes =
       static_cast<int64_t>(options.gpu_memory_utilization * static_cast<double>(total_bytes));
 
-  s.model = std::make_unique<DeviceModel>(config, host, options.activation, progress);
+  s.model = std::make_unique<DeviceModel>(config, host, options.activation, progress,
+                                          options.dummy_layout);
   s.plan.weights_bytes = s.model->bytes();
 
   ForwardLimits limits;
@@ -117,6 +118,7 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
   s.max_logit_rows = std::max<int64_t>(options.max_num_seqs, 1);
   limits.max_logit_rows = s.max_logit_rows;
   s.forward = CudaForward::create(config, *s.model, limits);
+  s.forward->profiler().set_enabled(options.profile);
   s.sampler = std::make_unique<kernels::GpuSampler>(s.max_logit_rows, config.vocab_size,
                                                     options.max_logprobs);
   const int64_t R = s.max_logit_rows, L = options.max_logprobs;
@@ -169,6 +171,27 @@ int64_t CudaExecutor::num_state_blocks() const {
 }
 const GpuMemoryPlan& CudaExecutor::memory_plan() const {
   return s_->plan;
+}
+
+std::string CudaExecutor::profile_report(bool reset) {
+  KernelProfiler& p = s_->forward->profiler();
+  std::string r = p.report();
+  if (reset) p.reset();
+  return r;
+}
+
+void CudaExecutor::set_profile(bool on) {
+  s_->forward->profiler().set_enabled(on);
+}
+
+std::vector<std::pair<std::string, double>> CudaExecutor::profile_ms_per_step() const {
+  const KernelProfiler& p = s_->forward->profiler();
+  std::vector<std::pair<std::string, double>> out;
+  for (int c = 0; c < kNumKernelClasses; ++c) {
+    const auto k = static_cast<KernelClass>(c);
+    out.emplace_back(kernel_class_name(k), p.steps() ? p.total_ms(k) / p.steps() : 0.0);
+  }
+  return out;
 }
 
 StepResult CudaExecutor::run_now(const StepPlan& plan) {
@@ -322,7 +345,10 @@ StepResult CudaExecutor::execute(StepPlan plan) {
       sp.out_logprobs = s.out_logprobs->get();
       sp.out_top_tokens = s.out_top_tokens->get();
       sp.out_top_logprobs = s.out_top_logprobs->get();
-      s.sampler->run(sp, s.stream);
+      {
+        auto scope = s.forward->profiler().scope(KernelClass::kSampling, s.stream);
+        s.sampler->run(sp, s.stream);
+      }
       tokens_h.resize(n);
       logprobs_h.resize(n);
       top_tokens_h.resize(n * L);
@@ -368,6 +394,10 @@ StepResult CudaExecutor::execute(StepPlan plan) {
       }
     }
     cuda_ok(cudaStreamSynchronize(s.stream), "the step");
+    if (s.forward->profiler().enabled()) {
+      s.forward->profiler().collect();
+      s.forward->profiler().end_step();
+    }
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
       const SeqStep& q = plan.seqs[i];
       if (output_of[i] < 0) continue;

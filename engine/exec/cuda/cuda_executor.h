@@ -11,6 +11,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/exec/seq_registry.h"
 #include "engine/exec/threaded_executor.h"
@@ -18,6 +20,8 @@
 #include "models/model_weights.h"
 
 namespace kl {
+
+class WeightStore;
 
 struct CudaExecutorOptions {
   int device = 0;
@@ -31,6 +35,11 @@ struct CudaExecutorOptions {
   int32_t max_logprobs = 20;
   // Test hook: enqueue a trapping kernel in this step (counted from 1; 0 = never).
   int64_t inject_fault_at_step = 0;
+  // A layout-only dummy store (WeightStore::dummy_layout) that the host weights view: the
+  // weights are generated on the GPU.
+  const WeightStore* dummy_layout = nullptr;
+  // Time every kernel class with CUDA events (benchmarks; adds a little overhead per op).
+  bool profile = false;
 };
 
 struct GpuMemoryPlan {
@@ -59,6 +68,12 @@ class CudaExecutor final : public ThreadedExecutor {
   int64_t num_pages() const override;
   int64_t num_state_blocks() const override;
   const GpuMemoryPlan& memory_plan() const;
+  // The per-kernel-class times of the steps run so far (options.profile); reset with reset=true.
+  std::string profile_report(bool reset = false);
+  // Turns the kernel-class timing on or off (between steps; not with steps in flight).
+  void set_profile(bool on);
+  // Seconds per kernel class, summed over the profiled steps since the last reset.
+  std::vector<std::pair<std::string, double>> profile_ms_per_step() const;
 
   // Runs a plan synchronously on the calling thread (tests); must not be mixed with in-flight
   // submit()s.

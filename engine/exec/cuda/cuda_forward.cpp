@@ -142,9 +142,12 @@ class Forward final : public CudaForward {
              b.num_tokens, limits_.max_tokens);
     N_ = b.num_tokens;
     if (N_ == 0) return;
-    embedding_cuda<T>({.token_ids = b.d_token_ids, .num_tokens = N_, .table = w_.embed_tokens,
-                       .out = h_},
-                      s);
+    {
+      auto scope = prof_.scope(KernelClass::kOther, s);
+      embedding_cuda<T>({.token_ids = b.d_token_ids, .num_tokens = N_,
+                         .table = w_.embed_tokens, .out = h_},
+                        s);
+    }
     bool first = true;
     for (const LayerSpec& layer : c_.plan.layers) {
       const LayerWeights& lw = w_.layers[layer.index];
@@ -169,19 +172,24 @@ class Forward final : public CudaForward {
     if (count == 0) return;
     const int64_t D = c_.hidden_size;
     // The last layer's residual add and the final norm, on the chosen rows only.
-    gather_rows_cuda<T>({.src = h_, .src_stride = D, .rows = d_rows, .num_rows = count, .cols = D,
-                         .dst = rows_h_},
-                        s);
-    gather_rows_cuda<T>({.src = delta_, .src_stride = D, .rows = d_rows, .num_rows = count,
-                         .cols = D, .dst = rows_d_},
-                        s);
+    {
+      auto scope = prof_.scope(KernelClass::kOther, s);
+      gather_rows_cuda<T>({.src = h_, .src_stride = D, .rows = d_rows, .num_rows = count,
+                           .cols = D, .dst = rows_h_},
+                          s);
+      gather_rows_cuda<T>({.src = delta_, .src_stride = D, .rows = d_rows, .num_rows = count,
+                           .cols = D, .dst = rows_d_},
+                          s);
+    }
     norm(rows_d_, rows_h_, w_.final_norm, count, rows_d_, s);
     linear(rows_d_, count, w_.lm_head, logits_t_, s);
+    auto scope = prof_.scope(KernelClass::kOther, s);
     if (sizeof(T) != 4)
       convert_cuda(logits_t_, DType::kBF16, logits_, DType::kF32, count * c_.vocab_size, s);
   }
 
   const float* logits() const override { return logits_; }
+  KernelProfiler& profiler() override { return prof_; }
 
  private:
   void norm(const T* x, T* residual, const WeightView& w, int64_t rows, T* out, CudaStream s) {
@@ -193,11 +201,13 @@ class Forward final : public CudaForward {
     p.num_rows = rows;
     p.dim = c_.hidden_size;
     p.out = out;
+    auto scope = prof_.scope(KernelClass::kNorm, s);
     rmsnorm_cuda<T>(p, s);
   }
 
   void linear(const T* x, int64_t m, const WeightView& w, T* out, CudaStream s,
               bool accumulate = false) {
+    auto scope = prof_.scope(KernelClass::kDenseGemm, s);
     gemm_.linear<T>({.x = x, .m = m, .x_stride = 0, .w = w, .out = out, .out_stride = 0,
                      .accumulate = accumulate},
                     s);
@@ -226,10 +236,14 @@ class Forward final : public CudaForward {
       cp.window_block_stride = caches.window_block_stride();
       cp.apply_silu = true;
       cp.out = conv_[p];
+      auto scope = prof_.scope(KernelClass::kKda, s);
       short_conv_cuda<T>(cp, s);
     }
-    l2norm_rows_cuda<T>(conv_[0], N_ * H, K, ModelConfig::kQkL2Eps, 1.f, s);
-    l2norm_rows_cuda<T>(conv_[1], N_ * H, K, ModelConfig::kQkL2Eps, 1.f, s);
+    {
+      auto scope = prof_.scope(KernelClass::kKda, s);
+      l2norm_rows_cuda<T>(conv_[0], N_ * H, K, ModelConfig::kQkL2Eps, 1.f, s);
+      l2norm_rows_cuda<T>(conv_[1], N_ * H, K, ModelConfig::kQkL2Eps, 1.f, s);
+    }
 
     linear(normed_, N_, w.f_a_proj, low_, s);
     linear(low_, N_, w.f_b_proj, fz_, s);
@@ -243,9 +257,12 @@ class Forward final : public CudaForward {
     gp.has_lower_bound = c_.has_gate_lower_bound;
     gp.lower_bound = c_.gate_lower_bound;
     gp.g = g_;
-    kda_gate_cuda<T>(gp, s);
     linear(normed_, N_, w.b_proj, braw_, s);
-    kda_beta_cuda<T>(braw_, N_ * H, beta_, s);
+    {
+      auto scope = prof_.scope(KernelClass::kKda, s);
+      kda_gate_cuda<T>(gp, s);
+      kda_beta_cuda<T>(braw_, N_ * H, beta_, s);
+    }
 
     KdaCudaParams<T> kp;
     kp.num_heads = H;
@@ -265,6 +282,7 @@ class Forward final : public CudaForward {
       kp.state_blocks = b.d_state_blocks;
       kp.max_seqlen = b.max_len_recurrent;
       kp.out = o_;
+      auto scope = prof_.scope(KernelClass::kKda, s);
       kda_recurrent_cuda<T>(kp, s);
     }
     if (b.num_recurrent < b.num_seqs) {
@@ -280,6 +298,7 @@ class Forward final : public CudaForward {
       kp.state_blocks = b.d_state_blocks + b.num_recurrent;
       kp.max_seqlen = b.max_len_chunked;
       kp.out = o_ + r0 * HK;
+      auto scope = prof_.scope(KernelClass::kKda, s);
       kda_chunked_cuda<T>(kp, s);
     }
 
@@ -293,7 +312,10 @@ class Forward final : public CudaForward {
     np.num_rows = N_ * H;
     np.dim = K;
     np.out = o_;
-    gated_rmsnorm_cuda<T>(np, s);
+    {
+      auto scope = prof_.scope(KernelClass::kKda, s);
+      gated_rmsnorm_cuda<T>(np, s);
+    }
     linear(o_, N_, w.o_proj, delta_, s);
   }
 
@@ -309,7 +331,10 @@ class Forward final : public CudaForward {
     wp.slot_mapping = b.d_slot_mapping;
     wp.num_tokens = N_;
     wp.cache = cache;
-    mla_->cache_write<T>(wp, s);
+    {
+      auto scope = prof_.scope(KernelClass::kMla, s);
+      mla_->cache_write<T>(wp, s);
+    }
     MlaAttentionCudaParams<T> ap;
     ap.q = q_;
     ap.num_tokens = N_;
@@ -322,7 +347,10 @@ class Forward final : public CudaForward {
     ap.seqs_dev = b.d_spans;
     ap.num_seqs = b.num_seqs;
     ap.out = attn_;
-    mla_->attention<T>(gemm_, ap, s);
+    {
+      auto scope = prof_.scope(KernelClass::kMla, s);
+      mla_->attention<T>(gemm_, ap, s);
+    }
     linear(attn_, N_, w.o_proj, delta_, s);
   }
 
@@ -330,9 +358,12 @@ class Forward final : public CudaForward {
   void dense_ffn(const DenseFfnWeights& w, const T* x, T* out, bool accumulate, CudaStream s) {
     linear(x, N_, w.gate_proj, ffn_gate_, s);
     linear(x, N_, w.up_proj, ffn_up_, s);
-    silu_mul_cuda<T>({.gate = ffn_gate_, .up = ffn_up_, .rows = N_, .cols = w.gate_proj.rows,
-                      .in_stride = 0, .out = ffn_gate_, .out_stride = 0},
-                     s);
+    {
+      auto scope = prof_.scope(KernelClass::kOther, s);
+      silu_mul_cuda<T>({.gate = ffn_gate_, .up = ffn_up_, .rows = N_, .cols = w.gate_proj.rows,
+                        .in_stride = 0, .out = ffn_gate_, .out_stride = 0},
+                       s);
+    }
     linear(ffn_gate_, N_, w.down_proj, out, s, accumulate);
   }
 
@@ -347,7 +378,10 @@ class Forward final : public CudaForward {
     p.w3 = experts.w3;
     p.w2 = experts.w2;
     p.out = delta_;
-    moe_->run<T>(gemm_, p, s);
+    {
+      auto scope = prof_.scope(KernelClass::kMoe, s);
+      moe_->run<T>(gemm_, p, s);
+    }
     if (w.has_shared) dense_ffn(w.shared, normed_, delta_, true, s);
   }
 
@@ -356,6 +390,7 @@ class Forward final : public CudaForward {
   const ModelWeights& w_;
   ForwardLimits limits_;
   GemmRunner gemm_;
+  KernelProfiler prof_;
   std::unique_ptr<MlaAttentionRunner> mla_;
   std::unique_ptr<MoeRunner> moe_;
   std::vector<DeviceArray> arrays_;

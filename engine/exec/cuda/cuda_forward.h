@@ -7,6 +7,7 @@
 
 #include "engine/exec/cuda/device_caches.h"
 #include "engine/exec/cuda/device_model.h"
+#include "engine/exec/cuda/kernel_profiler.h"
 #include "engine/exec/cuda/step_batch.h"
 #include "models/model_config.h"
 
@@ -32,6 +33,9 @@ class CudaForward {
   // logits(); call after run_layers().
   virtual void compute_logits(const int32_t* d_rows, int64_t count, CudaStream stream) = 0;
   virtual const float* logits() const = 0;
+
+  // The per-kernel-class timer (disabled unless the executor turns profiling on).
+  virtual KernelProfiler& profiler() = 0;
 
   // Allocates the activations and the kernels' scratch for `limits`.
   static std::unique_ptr<CudaForward> create(const ModelConfig& config, const DeviceModel& model,

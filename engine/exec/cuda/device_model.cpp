@@ -9,7 +9,9 @@
 
 #include "engine/core/error.h"
 #include "engine/core/log.h"
+#include "engine/checkpoint/weight_store.h"
 #include "kernels/cuda/copy_cuda.h"
+#include "kernels/cuda/dummy_fill_cuda.h"
 
 namespace kl {
 namespace {
@@ -140,6 +142,34 @@ class UploadPlanner {
   std::vector<Upload> uploads_;
 };
 
+// Generates a dummy tensor (or one expert's slice, itself a whole tensor) in place on the GPU.
+void fill_dummy(const WeightStore& layout, const Upload& u, void* dst) {
+  const auto recipe = layout.dummy_recipe_at(u.host.data);
+  KL_CHECK(recipe.has_value(), "dummy weights: a view that is not a tensor of the layout");
+  const DummyRecipe& r = recipe->second;
+  kernels::DummyFillCudaParams p;
+  switch (r.init) {
+    case DummyInit::kNormWeight:
+      p.dist = kernels::DummyDist::kUniform;
+      p.offset = 0.5f;
+      break;
+    case DummyInit::kALog:
+      p.dist = kernels::DummyDist::kLogUniform;
+      break;
+    default:
+      p.dist = kernels::DummyDist::kNormal;
+      p.scale = r.stddev;
+      break;
+  }
+  p.key = r.key;
+  p.n = u.host.numel();
+  p.stored = u.host.dtype;
+  p.target = u.target;
+  p.out = dst;
+  kernels::dummy_fill_cuda(p, nullptr);
+  cuda_ok(cudaStreamSynchronize(nullptr), "dummy weight generation");
+}
+
 }  // namespace
 
 int64_t device_model_bytes(const ModelConfig& config, const ModelWeights& host, DType activation) {
@@ -151,7 +181,8 @@ int64_t device_model_bytes(const ModelConfig& config, const ModelWeights& host, 
 }
 
 DeviceModel::DeviceModel(const ModelConfig& config, const ModelWeights& host, DType activation,
-                         const std::function<void(double)>& progress)
+                         const std::function<void(double)>& progress,
+                         const WeightStore* dummy_layout)
     : activation_(activation) {
   KL_CHECK(activation == DType::kF32 || activation == DType::kBF16,
            "activation dtype must be float32 or bfloat16");
@@ -179,7 +210,9 @@ DeviceModel::DeviceModel(const ModelConfig& config, const ModelWeights& host, DT
       char* dst = static_cast<char*>(arena_) + u.offset;
       const int64_t n = u.host.numel();
       const int64_t src_size = static_cast<int64_t>(dtype_size(u.host.dtype));
-      if (u.host.dtype == u.target) {
+      if (dummy_layout) {
+        fill_dummy(*dummy_layout, u, dst);
+      } else if (u.host.dtype == u.target) {
         cuda_ok(cudaMemcpy(dst, u.host.data, n * src_size, cudaMemcpyHostToDevice), "cudaMemcpy");
       } else {
         // Chunks of the staging buffer: copy the stored bytes, convert into place.

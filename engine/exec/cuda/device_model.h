@@ -14,15 +14,20 @@
 
 namespace kl {
 
+class WeightStore;
+
 struct DeviceMoeLayer {
   kernels::StackedWeights w1, w3, w2;  // [E, inter, hidden], [E, inter, hidden], [E, hidden, inter]
 };
 
 class DeviceModel {
  public:
-  // Uploads `host` (views into a WeightStore). `progress` is called with the fraction done.
+  // Uploads `host` (views into a WeightStore). `progress` is called with the fraction done. With
+  // `dummy_layout` (a layout-only store, WeightStore::dummy_layout), `host` views into it and
+  // every tensor is generated on the GPU instead of copied.
   DeviceModel(const ModelConfig& config, const ModelWeights& host, DType activation,
-              const std::function<void(double)>& progress = {});
+              const std::function<void(double)>& progress = {},
+              const WeightStore* dummy_layout = nullptr);
   ~DeviceModel();
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;

@@ -1,0 +1,280 @@
+// The CUDA executor at the real model's shapes (a benchmark, not a test): decode TPOT and tok/s
+// at several batch sizes on synthetic caches, prefill tok/s and TTFT, the share of a decode step
+// per kernel class, and, in the same run, the GPU's measured ceilings (device-to-device copy
+// bandwidth and a large cuBLAS bf16 GEMM) with every figure's ratio to its floor
+// (../shared/perf/ROOFLINE.md). Weights are dummy, generated on the GPU.
+//   kl_gpu_bench --config CONFIG.json [--context 4096] [--batches 1,8,64,256] [--steps 20]
+//                [--prefill 4096] [--prefill-seqs 1,8] [--mem 0.92] [--max-batched 16384]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/checkpoint/weight_store.h"
+#include "engine/core/error.h"
+#include "engine/exec/cuda/cuda_executor.h"
+#include "engine/exec/kv_layout.h"
+#include "kernels/gemm/gemm_cuda.h"
+
+using namespace kl;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ROOFLINE.md's memory floors of a decode step at 4K context (H200, at its ~4.3 TB/s copy rate),
+// as bytes moved per step; our floor is those bytes over this run's measured copy bandwidth.
+constexpr double kRooflineCopyBw = 4.3e12;
+double roofline_decode_floor_ms(int batch) {
+  const std::vector<std::pair<int, double>> table = {{1, 1.47}, {8, 5.9}, {64, 21.6},
+                                                     {256, 29.8}, {472, 35.8}};
+  for (size_t i = 0; i + 1 < table.size(); ++i)
+    if (batch <= table[i + 1].first) {  // linear in between
+      const auto [b0, t0] = table[i];
+      const auto [b1, t1] = table[i + 1];
+      if (batch <= b0) return t0;
+      return t0 + (t1 - t0) * (batch - b0) / (b1 - b0);
+    }
+  return table.back().second;
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  size_t p = 0;
+  while (p < s.size()) {
+    const size_t q = s.find(',', p);
+    out.push_back(std::atoi(s.substr(p, q - p).c_str()));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  return out;
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+void check(cudaError_t e, const char* what) {
+  KL_CHECK(e == cudaSuccess, "{}: {}", what, cudaGetErrorString(e));
+}
+
+// Device-to-device copy rate (bytes read + written per second) over 2 x 2 GiB.
+double measure_copy_bandwidth() {
+  const size_t bytes = size_t{2} << 30;
+  void *a = nullptr, *b = nullptr;
+  check(cudaMalloc(&a, bytes), "cudaMalloc");
+  check(cudaMalloc(&b, bytes), "cudaMalloc");
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  for (int i = 0; i < 3; ++i) cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+  std::vector<float> times;
+  for (int i = 0; i < 10; ++i) {
+    cudaEventRecord(e0);
+    cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (times[times.size() / 2] * 1e-3);
+}
+
+// A large bf16 GEMM through the same cuBLASLt path as the model (m = n = k = 8192).
+double measure_gemm_tflops() {
+  const int64_t n = 8192;
+  void *x = nullptr, *w = nullptr, *y = nullptr;
+  check(cudaMalloc(&x, n * n * 2), "cudaMalloc");
+  check(cudaMalloc(&w, n * n * 2), "cudaMalloc");
+  check(cudaMalloc(&y, n * n * 2), "cudaMalloc");
+  cudaMemset(x, 0, n * n * 2);
+  cudaMemset(w, 0, n * n * 2);
+  kernels::GemmRunner gemm;
+  kernels::LinearCudaParams<__nv_bfloat16> p;
+  p.x = static_cast<const __nv_bfloat16*>(x);
+  p.m = n;
+  p.w = {w, DType::kBF16, n, n};
+  p.out = static_cast<__nv_bfloat16*>(y);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  for (int i = 0; i < 3; ++i) gemm.linear(p, nullptr);
+  std::vector<float> times;
+  for (int i = 0; i < 10; ++i) {
+    cudaEventRecord(e0);
+    gemm.linear(p, nullptr);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  cudaFree(x);
+  cudaFree(w);
+  cudaFree(y);
+  return 2.0 * n * n * n / (times[times.size() / 2] * 1e-3) / 1e12;
+}
+
+struct Seq {
+  int64_t id;
+  int32_t block;
+  std::vector<int32_t> pages;
+  int64_t computed;
+};
+
+SeqStep decode_step(const Seq& q) {
+  SeqStep s;
+  s.seq_id = q.id;
+  s.token_ids = {static_cast<int32_t>(1 + q.id % 1000)};
+  s.num_computed_tokens = q.computed;
+  s.page_table = q.pages;
+  s.state_block = q.block;
+  s.logits = LogitsMode::kLast;
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  int context = 4096, steps = 20, prefill_len = 4096;
+  double mem = 0.92;
+  int64_t max_batched = 16384;
+  std::vector<int> batches = {1, 8, 64, 256}, prefill_seqs = {1, 8};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i], v = argv[i + 1];
+    if (a == "--config") config_path = v;
+    else if (a == "--context") context = std::atoi(v.c_str());
+    else if (a == "--steps") steps = std::atoi(v.c_str());
+    else if (a == "--batches") batches = parse_list(v);
+    else if (a == "--prefill") prefill_len = std::atoi(v.c_str());
+    else if (a == "--prefill-seqs") prefill_seqs = parse_list(v);
+    else if (a == "--mem") mem = std::atof(v.c_str());
+    else if (a == "--max-batched") max_batched = std::atoll(v.c_str());
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    KL_CHECK(!config_path.empty(), "--config CONFIG.json is required");
+    const ModelConfig config = load_model_config(config_path);
+    const double copy_bw = measure_copy_bandwidth();
+    const double gemm_tflops = measure_gemm_tflops();
+    fmt::print("ceilings: device copy {:.2f} TB/s (read+write), cuBLAS bf16 GEMM 8192^3 {:.0f} TFLOP/s\n",
+               copy_bw / 1e12, gemm_tflops);
+
+    const WeightStore layout = WeightStore::dummy_layout(config, 1);
+    const ModelWeights weights = bind_model_weights(config, layout);
+    const int max_batch = *std::max_element(batches.begin(), batches.end());
+    const int max_prefill = *std::max_element(prefill_seqs.begin(), prefill_seqs.end());
+    CudaExecutorOptions o;
+    o.activation = DType::kBF16;
+    o.gpu_memory_utilization = mem;
+    o.max_num_seqs = std::max(max_batch, max_prefill);
+    o.max_num_batched_tokens = max_batched;
+    o.dummy_layout = &layout;
+    const auto t_load = Clock::now();
+    CudaExecutor exec(config, weights, o);
+    fmt::print("weights generated on the GPU in {:.1f} s; {}\n", ms_since(t_load) / 1e3,
+               exec.memory_plan().describe());
+
+    // Decode on synthetic caches: every sequence already holds `context` tokens (the pages and
+    // state blocks hold whatever they hold; the arithmetic and bytes are the same).
+    const int64_t pages_per_seq = (context + steps + 8 + kPageSize - 1) / kPageSize;
+    for (int b : batches) {
+      if (b * pages_per_seq > exec.num_pages() || b > exec.num_state_blocks()) {
+        fmt::print("decode batch {}: skipped ({} pages / {} blocks needed, {} / {} exist)\n", b,
+                   b * pages_per_seq, b, exec.num_pages(), exec.num_state_blocks());
+        continue;
+      }
+      std::vector<Seq> seqs;
+      for (int i = 0; i < b; ++i) {
+        Seq q{i, i, {}, context};
+        for (int64_t p = 0; p < pages_per_seq; ++p)
+          q.pages.push_back(static_cast<int32_t>(i * pages_per_seq + p));
+        seqs.push_back(q);
+      }
+      auto run_steps = [&](int n) {
+        for (int k = 0; k < n; ++k) {
+          StepPlan plan;
+          plan.step_id = k;
+          for (Seq& q : seqs) plan.seqs.push_back(decode_step(q));
+          const StepResult r = exec.run_now(plan);
+          KL_CHECK(r.ok, "decode step failed: {}", r.error);
+          for (Seq& q : seqs) ++q.computed;
+        }
+      };
+      run_steps(3);  // warm-up
+      const auto t0 = Clock::now();
+      run_steps(steps);
+      const double tpot = ms_since(t0) / steps;
+      exec.set_profile(true);
+      exec.profile_report(/*reset=*/true);
+      run_steps(5);
+      exec.set_profile(false);
+      const double floor = roofline_decode_floor_ms(b) * kRooflineCopyBw / copy_bw;
+      fmt::print("decode batch {:3d} ctx {}: TPOT {:.2f} ms, {:.0f} tok/s, floor {:.2f} ms, "
+                 "{:.1f}% of floor\n  step share: {}\n",
+                 b, context, tpot, b / tpot * 1e3, floor, 100.0 * floor / tpot,
+                 exec.profile_report(/*reset=*/true));
+    }
+
+    // Prefill: P prompts of prefill_len tokens from fresh state blocks, packed into steps of at
+    // most max_batched tokens; TTFT = until the last prompt's first token.
+    for (int P : prefill_seqs) {
+      const int64_t pps = (prefill_len + kPageSize - 1) / kPageSize;
+      if (P * pps > exec.num_pages() || P > exec.num_state_blocks()) continue;
+      std::vector<int64_t> done(P, 0);
+      auto run_prefill = [&] {
+        std::fill(done.begin(), done.end(), 0);
+        for (uint64_t step = 0;; ++step) {
+          StepPlan plan;
+          plan.step_id = step;
+          int64_t budget = max_batched;
+          for (int i = 0; i < P && budget > 0; ++i) {
+            if (done[i] == prefill_len) continue;
+            const int64_t n = std::min<int64_t>(budget, prefill_len - done[i]);
+            SeqStep s;
+            s.seq_id = 1000 + i;
+            s.token_ids.assign(n, 7);
+            s.num_computed_tokens = done[i];
+            s.reset_state = done[i] == 0;
+            s.state_block = i;
+            for (int64_t p = 0; p < pps; ++p) s.page_table.push_back(static_cast<int32_t>(i * pps + p));
+            s.logits = done[i] + n == prefill_len ? LogitsMode::kLast : LogitsMode::kNone;
+            plan.seqs.push_back(s);
+            done[i] += n;
+            budget -= n;
+          }
+          if (plan.seqs.empty()) break;
+          const StepResult r = exec.run_now(plan);
+          KL_CHECK(r.ok, "prefill step failed: {}", r.error);
+        }
+      };
+      run_prefill();  // warm-up
+      const auto t0 = Clock::now();
+      run_prefill();
+      const double ms = ms_since(t0);
+      const double floor = 30.0 * P * prefill_len / 4096.0 * 790.0 / gemm_tflops;
+      fmt::print("prefill {} x {}: TTFT {:.1f} ms, {:.0f} tok/s, compute floor {:.1f} ms, "
+                 "{:.1f}% of floor\n",
+                 P, prefill_len, ms, P * prefill_len / ms * 1e3, floor, 100.0 * floor / ms);
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
