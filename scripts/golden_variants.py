@@ -2,7 +2,8 @@
 # (HF transformers' native kimi_linear, fp32, TF32 off) on a GPU machine:
 #   python3 scripts/golden_variants.py PATH/TO/make_golden.py OUTDIR [CASE...]
 # The cases are compact (model, golden.json, decode logits) and small enough to commit under
-# tests/data/golden/.
+# tests/data/golden/. The real-width case (too large to commit) is scripts/golden_real.py, made
+# and tested on the GPU machine by scripts/gpu-golden-real.sh.
 import importlib.util
 import sys
 

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${KL_GPU_BUILD:-build-gpu}"
 STAGE="${KL_GPU_STAGE:-.gpu}"
-ALL_TARGETS="kl_gpu_base_tests kl_gpu_kda_tests kl_gpu_kda_chunk_tests kl_gpu_mla_tests kl_gpu_moe_tests kl_gpu_sampling_tests kl_gpu_engine_tests"
+ALL_TARGETS="kl_gpu_base_tests kl_gpu_kda_tests kl_gpu_kda_chunk_tests kl_gpu_mla_tests kl_gpu_moe_tests kl_gpu_sampling_tests kl_gpu_engine_tests kl_gpu_bench kl_kda_bench"
 
 stage_libs() {  # copies the non-system shared libraries of binary $1 into $STAGE/lib
   ldd "$1" | awk '/=> \// {print $3}' | while read -r lib; do
@@ -43,14 +43,17 @@ case "${1:-}" in
       strip -o "$STAGE/$t" "$BUILD/tests/$t"
       stage_libs "$BUILD/tests/$t"
     done
+    # The real model's config, for the benchmarks (kl_gpu_bench --config).
+    cp tests/data/kimi_linear_48b_a3b_config.json "$STAGE/"
     # The golden cases the tests read: tiny-a from ../shared and the project's own variants.
     mkdir -p "$STAGE/golden"
     [ -d ../shared/golden/tiny-a ] && cp -r ../shared/golden/tiny-a "$STAGE/golden/"
     cp -r tests/data/golden/* "$STAGE/golden/"
     # The server itself, for `serve-check` (HTTP on the GPU).
     if [ -z "${KL_GPU_NO_SERVER:-}" ]; then
-      cmake --build "$BUILD" --target klserve
+      cmake --build "$BUILD" --target klserve kl-make-checkpoint
       strip -o "$STAGE/klserve" "$BUILD/server/klserve"
+      strip -o "$STAGE/kl-make-checkpoint" "$BUILD/server/kl-make-checkpoint"
       stage_libs "$BUILD/server/klserve"
     fi
     du -sh "$STAGE"

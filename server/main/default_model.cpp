@@ -44,7 +44,7 @@ nlohmann::json default_model_config() {
       {"num_expert_group", 1},
       {"topk_group", 1},
       {"q_lora_rank", nullptr},
-      {"kv_lora_rank", 128},
+      {"kv_lora_rank", 256},  // a geometry the GPU MLA kernels are compiled for
       {"qk_nope_head_dim", 64},
       {"qk_rope_head_dim", 32},
       {"v_head_dim", 64},
@@ -77,7 +77,7 @@ std::string default_model_dir() {
     cache = fs::path(h) / ".cache" / "klserve";
   else
     cache = "/tmp/klserve";
-  return (cache / "default-model-v1").string();
+  return (cache / "default-model-v2").string();
 }
 
 std::string ensure_default_model() {

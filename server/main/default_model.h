@@ -13,7 +13,7 @@ namespace kl {
 nlohmann::json default_model_config();
 
 // $KLSERVE_CACHE_DIR, else $XDG_CACHE_HOME/klserve, else $HOME/.cache/klserve, else /tmp/klserve;
-// the model lives in "<cache>/default-model-v1".
+// the model lives in "<cache>/default-model-v2".
 std::string default_model_dir();
 
 // Creates the model directory if it is missing or incomplete (written into a temporary sibling
