@@ -1,10 +1,12 @@
 // GpuSampler: the GPU twin of sample_row_ref (sampling_ref.cpp documents the order of operations).
 // Per step: (1) one block per row applies the logits processors into scratch and, for greedy rows,
 // takes the arg-max right there; (2) a segmented radix sort orders each sampled row's processed
-// keys descending with ids ascending on ties (a stable sort of ids 0..V-1), which is the twin's
-// canonical order: w descending, then id (see KeyMode); (3) one block per sampled row applies
-// min-p, top-k, top-p and the draw with double-precision prefix sums over that order; (4) the
-// raw-distribution log-probabilities (sampling_logprobs.cu). Nothing waits on the host.
+// keys descending with ids ascending on ties (a stable sort of ids 0..V-1), which gives the twin's
+// canonical order (w descending, then id) up to the order inside runs of equal w (see KeyMode);
+// (3) one block per sampled row applies min-p, top-k, top-p and the draw with double-precision
+// prefix sums over that order, and reads the drawn position's id in the canonical order
+// (canonical_id_at); (4) the raw-distribution log-probabilities (sampling_logprobs.cu). Nothing
+// waits on the host.
 #include <cuda_runtime.h>
 
 #include <cub/device/device_segmented_radix_sort.cuh>
@@ -21,11 +23,13 @@ namespace {
 using namespace sampling_detail;
 
 // How a sampled row's 32-bit sort keys encode its weights w = exp((l - max) / T). The twin orders
-// by w, then id: ordering by the logit is the same except where distinct logits give the same
-// double w, which happens across the whole row once T is huge (T > ~1e9 |l|). So a row whose
+// by w, then id: ordering by the logit is the same except inside runs of distinct logits with the
+// same double w. Such runs cover the whole row once T is huge (T > ~1e9 |l|), so a row whose
 // candidate w all lie within 2^32 - 1 doubles of 1.0 is keyed by the w's bit offset (exact,
-// equal w -> equal key), any other row by the logit (whose w cannot collide above the subnormal
-// range, where the mass is far below any draw's resolution).
+// equal w -> equal key, so the stable sort puts each run in id order); any other row is keyed by
+// the logit. Runs remain possible there (logits closer than the double resolution of l - max, e.g.
+// |l| < 1e-17 next to max = 1, or a large T), and the draw kernel reads the drawn position's id
+// in id order within its run (canonical_id_at), which is all that the twin's result depends on.
 enum KeyMode : int {
   kKeyLogit = 0,      // key = order_key(l)
   kKeyWeight = 1,     // key = bits(w) - base + 1, 0 for -inf; base = bits of the smallest w
@@ -273,6 +277,60 @@ __device__ int first_crossing(const SortedWeights& weight, int n, double target,
   return out;
 }
 
+// The (rank)-th smallest of the n ids in ids[0, n) (ids < 2^bits): a radix select, most
+// significant bit first, with one block count per bit. Every thread gets the result.
+__device__ int32_t nth_smallest_id(const int32_t* ids, int n, int rank, int bits, BlockShared& sh) {
+  uint32_t prefix = 0;  // the bits above `bit` fixed so far
+  for (int bit = bits - 1; bit >= 0; --bit) {
+    int local = 0;  // ids matching the prefix with a 0 at `bit`
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const auto id = static_cast<uint32_t>(ids[i]);
+      local += (id >> bit) == (prefix >> bit);  // prefix has 0 at `bit` and below
+    }
+    const int zeros = block_sum_int(local, sh);
+    if (rank >= zeros) {
+      rank -= zeros;
+      prefix |= 1u << bit;
+    }
+  }
+  return static_cast<int32_t>(prefix);
+}
+
+// The twin's token at canonical position j, given the sorted row. The filters and the draw only
+// see the sequence of w along the order, and that sequence is the same for the twin (w descending,
+// then id) and for the sort (key descending, then id): w is non-increasing in the key. The ids
+// differ only inside a run of equal w whose keys differ, i.e. distinct logits with the same double
+// w (x - max rounds alike when |x| is below the double resolution of max, or T is huge); the twin
+// orders such a run by id, so position j holds the (j - a)-th smallest id of the run [a, b). In the
+// weight key mode equal w means equal key, so the run is already in id order.
+__device__ int32_t canonical_id_at(const SortedWeights& weight, const uint32_t* keys,
+                                   const int32_t* ids, int V, int j, BlockShared& sh) {
+  const double wj = weight(j);
+  // The common case, a run of one: two neighbours (every thread computes the same values).
+  if ((j == 0 || weight(j - 1) != wj) && (j + 1 == V || weight(j + 1) != wj)) return ids[j];
+  int lo = 0, hi = j;  // a: the first position whose w is not above wj
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (weight(mid) > wj)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  const int a = lo;
+  lo = j + 1, hi = V;  // b: the first position whose w is below wj (non-candidates have w = 0)
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (weight(mid) < wj)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  const int b = lo;
+  if (keys[a] == keys[b - 1]) return ids[j];  // one key: the stable sort left the ids ascending
+  const int bits = V > 1 ? 32 - __clz(V - 1) : 0;
+  return nth_smallest_id(ids + a, b - a, j - a, bits, sh);
+}
+
 // Kernel 3, one block per sampled row, on the sorted row (keys descending, ids ascending on ties).
 __global__ void __launch_bounds__(kThreads)
     draw_kernel(SamplingCudaParams p, RowScratch s, const uint32_t* sorted_keys,
@@ -328,7 +386,8 @@ __global__ void __launch_bounds__(kThreads)
   const double target = uniform_of(r.seed, r.position) * mass;
   int j = first_crossing<true>(weight, keep, target, sh);
   if (j >= keep) j = keep - 1;  // rounding left no crossing: the last kept token, as the twin
-  if (threadIdx.x == 0) p.out_tokens[row] = ids[j];
+  const int32_t token = canonical_id_at(weight, keys, ids, V, j, sh);
+  if (threadIdx.x == 0) p.out_tokens[row] = token;
 }
 
 size_t sort_temp_bytes(int64_t rows, int64_t vocab) {

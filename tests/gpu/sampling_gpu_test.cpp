@@ -341,7 +341,8 @@ void check_against_cpu(const Batch& b, const GpuOut& got, Tally& tally) {
     const SampleOutput want = sample_row_ref(logits, V, c.p, history_of(c));
     INFO("vocab " << V << " row " << i << " T " << c.p.temperature << " top_k " << c.p.top_k
                   << " top_p " << c.p.top_p << " min_p " << c.p.min_p << " seed " << c.p.seed
-                  << " position " << c.p.position);
+                  << " position " << c.p.position << " gpu token " << got.tokens[i] << " cpu token "
+                  << want.token);
     ++tally.rows;
     const bool greedy = !(c.p.temperature > kGreedyTemperature);
     tally.sampled += !greedy;
@@ -388,7 +389,80 @@ void check_against_cpu(const Batch& b, const GpuOut& got, Tally& tally) {
   }
 }
 
+// Rows whose candidates include a long run of distinct logits with one double w: tiny values
+// (|l| <= 1e-17, in random order of value vs id) next to a max of exactly 1.0, where l - max rounds
+// to -1.0 for all of them, so the twin orders the run by id while the logits order it otherwise.
+// The rest: a few tokens in (0.25, 0.75) and some near -2. Temperatures 1 and 0.7 (logit keys), 1e6
+// (logit keys, the run's w within 1e-6 of 1) and 1e30 (weight keys); filters cutting inside the
+// run.
+Batch make_tied_weight_batch(int64_t vocab, int64_t rows, uint64_t seed) {
+  Batch b;
+  b.vocab = b.stride = vocab;
+  for (int64_t i = 0; i < rows; ++i) {
+    std::mt19937_64 g(seed * 104729 + uint64_t(i));
+    for (int64_t t = 0; t < vocab; ++t) {
+      const uint64_t r = g() % 10;
+      float x;
+      if (r < 6)
+        x = float(int(g() % 2001) - 1000) * 1e-20f;  // |x| <= 1e-17 < 2^-54: x - 1.0 == -1.0
+      else if (r < 8)
+        x = -2.f - float(g() % 1000) * 1e-3f;
+      else
+        x = 0.25f + float(g() % 500) * 1e-3f;
+      b.logits.push_back(x);
+    }
+    b.logits[size_t(i * vocab + int64_t(g() % uint64_t(vocab)))] = 1.f;
+    RowCase c;
+    SamplingRowParams& p = c.p;
+    p.seed = g();
+    p.position = g() % 100000;
+    p.num_logprobs = i % 4 == 0 ? 5 : -1;
+    const float temps[] = {1.f, 0.7f, 1e6f, 1e30f};
+    p.temperature = temps[i % 4];
+    switch ((i / 4) % 5) {
+      case 0:
+        break;
+      case 1:
+        p.top_p = 0.7f;
+        break;
+      case 2:
+        p.top_k = int32_t(vocab / 3 + 1);
+        break;
+      case 3:
+        p.min_p = 0.3f;  // keeps the run (w ratio exp(-1 / T) >= 0.37), drops the -2 tokens at T 1
+        break;
+      case 4:
+        p.top_k = int32_t(vocab / 2), p.top_p = 0.8f, p.min_p = 0.01f;
+        break;
+    }
+    b.rows.push_back(c);
+  }
+  return b;
+}
+
 }  // namespace
+
+TEST_CASE("gpu sampling orders distinct logits of equal weight by id", "[gpu][sampling]") {
+  for (const int64_t vocab : {int64_t(1000), int64_t(163840)}) {
+    const int64_t rows = vocab > 100000 ? 20 : 120;
+    GpuSampler sampler(rows, vocab, kMaxLogprobs);
+    Tally tally;
+    const Batch b = make_tied_weight_batch(vocab, rows, 7);
+    const GpuOut got = run_gpu(sampler, b);
+    check_against_cpu(b, got, tally);
+    int in_run = 0;  // draws that landed in the tied run: the case this test is about
+    for (size_t i = 0; i < b.rows.size(); ++i) {
+      const int32_t t = got.tokens[i];
+      in_run += t >= 0 && t < vocab && std::abs(b.logits[i * size_t(vocab) + size_t(t)]) <= 1e-17f;
+    }
+    std::printf("sampling equal-w runs, vocab %lld: %d rows, %d draws inside the run, flips %d\n",
+                (long long)vocab, tally.rows, in_run, tally.boundary_flips);
+    CHECK(in_run >= rows / 4);  // the run holds most of the mass at every temperature
+    // As in the mixed batches: only summation-order noise may flip a draw (margin <= 1e-6 checked).
+    CHECK(tally.boundary_flips <= 2);
+    CHECK(tally.top_swaps <= 2);
+  }
+}
 
 TEST_CASE("gpu sampling matches sample_row_ref on mixed batches", "[gpu][sampling]") {
   struct Shape {
