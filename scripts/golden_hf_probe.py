@@ -57,7 +57,7 @@ def main(case_dir, out_dir, pname):
     L, greedy = len(p["input_ids"]), p["greedy_ids"]
     tokens = torch.tensor([p["input_ids"] + greedy[:-1]], device=DEV)
     ref_dec = ref[f"{pname}.decode_logits"]
-    index = []
+    index, kept, gates = [], {}, {}
     for dtype, dname in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
         model = KimiLinearForCausalLM.from_pretrained(f"{case_dir}/model", dtype=dtype,
                                                       device_map=DEV).eval()
@@ -76,7 +76,13 @@ def main(case_dir, out_dir, pname):
         except Exception as e:  # the cached path's API may differ between versions
             print(f"hf {dname} decode schedule failed: {e!r}", flush=True)
             rec.take()
+        for j, layer in enumerate(model.model.layers):
+            gate = getattr(layer.mlp, "gate", None)
+            if dname == "f32" and gate is not None and hasattr(gate, "e_score_correction_bias"):
+                gates[j] = (gate.weight.double().cpu(), gate.e_score_correction_bias.double().cpu(),
+                            gate.top_k, gate.num_group)
         for sched, arrays in runs.items():
+            kept[(dname, sched)] = arrays
             for name, a in arrays.items():
                 fname = f"hf.{dname}.{sched}.{name}"
                 a.contiguous().numpy().astype("float32").tofile(f"{out_dir}/{fname}.bin")
@@ -91,6 +97,27 @@ def main(case_dir, out_dir, pname):
             h.remove()
         del model
         torch.cuda.empty_cache()
+    # Routing: every choice of the bf16 run that differs from the fp32 one, with the fp32 gap
+    # between the last chosen and the first rejected expert and the bf16 change of that gap.
+    for sched in ("prefill", "decode"):
+        if ("bf16", sched) not in kept or ("f32", sched) not in kept:
+            continue
+        for j, (w, b, k, groups) in gates.items():
+            if groups != 1:
+                continue
+            sel = {d: torch.sigmoid(kept[(d, sched)][f"rin{j}"].double() @ w.t()) + b
+                   for d in ("f32", "bf16")}
+            order = sel["f32"].argsort(dim=-1, descending=True)
+            pick = lambda d, i: sel[d].gather(1, order[:, i:i + 1])[:, 0]
+            gap = pick("f32", k - 1) - pick("f32", k)
+            change = pick("bf16", k - 1) - pick("bf16", k) - gap
+            ours = sel["bf16"].argsort(dim=-1, descending=True)[:, :k].sort(dim=-1)[0]
+            ref = order[:, :k].sort(dim=-1)[0]
+            flips = [f" pos {t} (gap {gap[t]:.1e}, change {change[t]:+.1e});"
+                     for t in range(ref.shape[0]) if not torch.equal(ref[t], ours[t])]
+            print(f"hf {pname} routing [{sched}] layer {j}: rms gap change "
+                  f"{change.pow(2).mean().sqrt():.1e}, {int((gap < 1e-2).sum())} positions with "
+                  f"gap < 1e-2, flips:{''.join(flips) or ' none'}", flush=True)
     with open(f"{out_dir}/index_hf.txt", "w") as f:
         f.write("\n".join(index) + "\n")
 

@@ -13,8 +13,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <string>
@@ -73,8 +76,8 @@ Probe make_probe(const GoldenCase& gc, int depth, bool pre_ffn, Buffers& bufs) {
   p.config.plan.layers.resize(depth);
   const int64_t D = gc.config.hidden_size;
   p.weights.final_norm =
-      bufs.make(gc.weights.final_norm.dtype, gc.weights.final_norm.rows,
-                gc.weights.final_norm.cols, [](int64_t, int64_t) { return 1.f; });
+      bufs.make(gc.weights.final_norm.dtype, gc.weights.final_norm.rows, gc.weights.final_norm.cols,
+                [](int64_t, int64_t) { return 1.f; });
   p.weights.lm_head = bufs.make(gc.weights.lm_head.dtype, gc.weights.lm_head.rows, D,
                                 [](int64_t r, int64_t c) { return r == c ? 1.f : 0.f; });
   if (pre_ffn) {
@@ -135,6 +138,36 @@ std::vector<float> left_cols(const std::vector<float>& a, int64_t stride, int64_
   for (int64_t r = 0; r < rows; ++r)
     std::copy(a.begin() + r * stride, a.begin() + r * stride + cols, out.begin() + r * cols);
   return out;
+}
+
+// The MoE router's selection scores (sigmoid of fp32 logits, plus the correction bias) at every
+// position, from a "pre" probe of that layer: the router reads post_attention_layernorm's output,
+// which the forward rounds to the activation type after the weight multiply, as here.
+std::vector<std::vector<double>> router_scores(const std::vector<float>& pre,
+                                               const LayerWeights& lw, int64_t hidden, bool bf16) {
+  const int64_t E = lw.moe.router.rows;
+  std::vector<std::vector<double>> sel(pre.size() / hidden, std::vector<double>(E));
+  std::vector<float> x(hidden);
+  for (size_t t = 0; t < sel.size(); ++t) {
+    for (int64_t c = 0; c < hidden; ++c) {
+      const float v = pre[t * hidden + c] * lw.post_attention_layernorm.at(c);
+      x[c] = bf16 ? round_to_bf16(v) : v;
+    }
+    for (int64_t e = 0; e < E; ++e) {
+      double logit = 0;
+      for (int64_t c = 0; c < hidden; ++c) logit += double(x[c]) * lw.moe.router.at(e, c);
+      sel[t][e] = 1 / (1 + std::exp(-logit)) + lw.moe.correction_bias.at(e);
+    }
+  }
+  return sel;
+}
+
+// Experts by descending selection score.
+std::vector<int> ranked(const std::vector<double>& sel) {
+  std::vector<int> ids(sel.size());
+  for (size_t e = 0; e < ids.size(); ++e) ids[e] = static_cast<int>(e);
+  std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return sel[a] > sel[b]; });
+  return ids;
 }
 
 int argmax(const float* row, int64_t n) {
@@ -205,9 +238,10 @@ TEST_CASE("gpu golden probe: bf16 vs fp32 per layer and position (diagnostic)", 
   }
 
   // Full model: per decode step, each run's error against the reference and its argmax.
-  std::printf("probe %s %s: decode step, ref id, ref margin | rel err and argmax: f32-decode, "
-              "bf16-decode, bf16-prefill\n",
-              gc.name.c_str(), pname.c_str());
+  std::printf(
+      "probe %s %s: decode step, ref id, ref margin | rel err and argmax: f32-decode, "
+      "bf16-decode, bf16-prefill\n",
+      gc.name.c_str(), pname.c_str());
   for (size_t k = 0; k < steps; ++k) {
     const float* ref = p->decode_logits.data() + k * V;
     const size_t row = (L - 1 + k) * V;
@@ -227,14 +261,47 @@ TEST_CASE("gpu golden probe: bf16 vs fp32 per layer and position (diagnostic)", 
     for (size_t pos = L - 1; pos < tokens.size(); ++pos) {
       std::string line = fmt::format("  {:3d}:", pos);
       for (size_t i = 1; i < probes.size(); ++i)
-        line += fmt::format(" {:.2e}", rel_l2(res[1][si][i].data() + pos * D,
-                                              res[0][si][i].data() + pos * D, D));
+        line += fmt::format(
+            " {:.2e}", rel_l2(res[1][si][i].data() + pos * D, res[0][si][i].data() + pos * D, D));
       std::printf("%s\n", line.c_str());
     }
     std::string line = "  prompt:";
     for (size_t i = 1; i < probes.size(); ++i)
       line += fmt::format(" {:.2e}", rel_l2(res[1][si][i].data(), res[0][si][i].data(), L * D));
     std::printf("%s\n", line.c_str());
+  }
+  // Routing (ungrouped top-k only): every choice the bf16 run makes differently from the fp32 one,
+  // with the fp32 gap between the last chosen and the first rejected expert and the bf16 change of
+  // that gap; and the rms of that change over the positions (its typical size).
+  const int K = gc.config.num_experts_per_token;
+  for (int si = 0; si < 2 && gc.config.num_expert_group == 1; ++si) {
+    for (int j = 0; j < depth; ++j) {
+      const LayerSpec& l = gc.config.plan.layers[j];
+      if (l.ffn != FfnKind::kMoe) continue;
+      const LayerWeights& lw = gc.weights.layers[l.index];
+      const size_t pre = 1 + 2 * static_cast<size_t>(j);  // probes: full, pre0, out0, pre1, ...
+      const auto ref = router_scores(res[0][si][pre], lw, D, false);
+      const auto ours = router_scores(res[1][si][pre], lw, D, true);
+      double sum_sq = 0;
+      int near = 0;
+      std::string flips;
+      for (size_t t = 0; t < ref.size(); ++t) {
+        const auto r = ranked(ref[t]), o = ranked(ours[t]);
+        const double gap = ref[t][r[K - 1]] - ref[t][r[K]];
+        const double d = ours[t][r[K - 1]] - ours[t][r[K]] - gap;
+        sum_sq += d * d;
+        near += gap < 1e-2;
+        std::vector<int> rs(r.begin(), r.begin() + K), os(o.begin(), o.begin() + K);
+        std::sort(rs.begin(), rs.end());
+        std::sort(os.begin(), os.end());
+        if (rs != os) flips += fmt::format(" pos {} (gap {:.1e}, change {:+.1e});", t, gap, d);
+      }
+      std::printf(
+          "probe %s routing [%s] layer %d: rms gap change %.1e, %d positions with gap < "
+          "1e-2, flips:%s\n",
+          pname.c_str(), scheds[si].second, l.index, std::sqrt(sum_sq / ref.size()), near,
+          flips.empty() ? " none" : flips.c_str());
+    }
   }
   std::fflush(stdout);
 }
