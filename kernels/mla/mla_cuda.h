@@ -61,6 +61,10 @@ struct MlaAttentionCudaParams {
   const MlaSeqSpan* seqs_dev = nullptr;  // [num_seqs] device copy of the same
   int num_seqs = 0;
   T* out = nullptr;  // [num_tokens, H * v_dim] device (o_proj input)
+  // For steps captured in a CUDA graph: a bound on every decode row's keys, so that the launch
+  // shapes (key splits) do not depend on this step's lengths and the graph replays correctly as
+  // the contexts grow. 0: this step's longest decode row.
+  int64_t decode_keys_bound = 0;
 };
 
 // Owns the scratch of MLA attention (absorbed queries, latent outputs, up-projected prefix

@@ -292,6 +292,12 @@ void MlaAttentionRunner::Impl::attention(GemmRunner& gemm, const MlaAttentionCud
       max_decode_keys = std::max(max_decode_keys, keys);
     }
   }
+  if (p.decode_keys_bound > 0) {
+    KL_CHECK(p.decode_keys_bound >= max_decode_keys,
+             "mla attention: a decode row has {} keys, beyond decode_keys_bound {}",
+             max_decode_keys, p.decode_keys_bound);
+    max_decode_keys = p.decode_keys_bound;
+  }
   const float scale = 1.f / std::sqrt(static_cast<float>(kQkDim));
   const T* kv_b = static_cast<const T*>(p.kv_b.data);
 

@@ -234,6 +234,8 @@ int run_serve(const ServeOptions& o) {
     eo.gpu_memory_utilization = o.gpu_memory_utilization;
     eo.max_num_seqs = o.max_num_seqs;
     eo.max_num_batched_tokens = o.max_num_batched_tokens;
+    eo.cuda_graphs = !o.enforce_eager;
+    eo.max_model_len = max_model_len;
     if (store.layout_only()) eo.dummy_layout = &store;
     // Test hook (documented in docs/configuration.md): trap in the N-th step.
     if (const char* f = std::getenv("KLSERVE_INJECT_CUDA_FAULT_AT_STEP"))

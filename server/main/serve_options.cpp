@@ -53,6 +53,9 @@ void add_serve_options(CLI::App& app, ServeOptions& o) {
   flag(app, "--device", o.device, "Where to run the model")->check(CLI::IsMember({"cpu", "cuda"}));
   flag(app, "--load-format", o.load_format, "auto: read the checkpoint; dummy: random weights")
       ->check(CLI::IsMember({"auto", "dummy"}));
+  app.add_flag("--enforce-eager", o.enforce_eager,
+               "Launch every GPU step eagerly (no CUDA graphs for decode steps)")
+      ->envname("KLSERVE_ENFORCE_EAGER");
   app.add_flag("--skip-tokenizer-init", o.skip_tokenizer_init,
                "Serve token ids only (no tokenizer files needed)")
       ->envname("KLSERVE_SKIP_TOKENIZER_INIT");

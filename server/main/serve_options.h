@@ -25,6 +25,7 @@ struct ServeOptions {
   double kv_cache_space_gib = 2.0;  // CPU: memory for MLA pages + KDA state blocks
   int tensor_parallel_size = 1;
   std::string dtype = "auto";  // auto | bfloat16 | float32
+  bool enforce_eager = false;  // --device cuda: no CUDA graphs
   std::string api_key;
   std::string device = "cpu";        // cpu | cuda
   std::string load_format = "auto";  // auto | dummy

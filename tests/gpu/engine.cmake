@@ -7,6 +7,7 @@ if(TARGET kl_engine_cuda)
     gpu/golden_gpu_test.cpp
     gpu/cuda_executor_gpu_test.cpp
     gpu/dummy_weights_gpu_test.cpp
+    gpu/cuda_graph_gpu_test.cpp
     gpu/golden_bf16_probe_gpu_test.cpp
   )
   target_link_libraries(kl_gpu_engine_tests PRIVATE kl_engine_cuda)

@@ -35,6 +35,7 @@ std::unique_ptr<CudaExecutor> make_executor(const GoldenCase& gc, DType act, int
   o.num_state_blocks = blocks;
   o.max_num_seqs = 16;
   o.max_num_batched_tokens = 2048;
+  o.max_model_len = 512;  // decode steps run as CUDA graphs (padded batches), as when serving
   return std::make_unique<CudaExecutor>(gc.config, gc.weights, o);
 }
 

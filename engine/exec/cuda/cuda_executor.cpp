@@ -11,7 +11,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/log.h"
-#include "engine/exec/cuda/cuda_forward.h"
+#include "engine/exec/cuda/executor_state.h"
 #include "engine/exec/cuda/device_caches.h"
 #include "engine/exec/cuda/device_model.h"
 #include "engine/exec/cuda/step_batch.h"
@@ -25,25 +25,6 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-void cuda_ok(cudaError_t e, const char* what) {
-  KL_CHECK(e == cudaSuccess, "{} failed: {}", what, cudaGetErrorString(e));
-}
-
-template <typename T>
-class DeviceVector {
- public:
-  explicit DeviceVector(int64_t n) {
-    cuda_ok(cudaMalloc(&p_, static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)),
-            "cudaMalloc(sampler outputs)");
-  }
-  ~DeviceVector() { cudaFree(p_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-  T* get() const { return p_; }
-
- private:
-  T* p_ = nullptr;
-};
 
 }  // namespace
 
@@ -56,33 +37,6 @@ std::string GpuMemoryPlan::describe() const {
       other_bytes / kGiB, cache_bytes / kGiB, num_pages, num_pages * kPageSize, num_state_blocks,
       num_state_blocks);
 }
-
-struct CudaExecutor::State {
-  ModelConfig config;
-  CudaExecutorOptions options;
-  GpuMemoryPlan plan;
-  cudaStream_t stream = nullptr;
-  std::unique_ptr<DeviceModel> model;
-  std::unique_ptr<CudaForward> forward;
-  std::unique_ptr<kernels::GpuSampler> sampler;
-  std::unique_ptr<DeviceCaches> caches;
-  int64_t max_logit_rows = 0;
-  std::unique_ptr<DeviceVector<int32_t>> out_tokens, out_top_tokens;
-  std::unique_ptr<DeviceVector<float>> out_logprobs, out_top_logprobs;
-  MetadataUploader batch_upload, sampling_upload;
-  SeqRegistry registry;
-  StepBatch batch;
-  int64_t steps = 0;
-  std::string fatal;  // set once a CUDA error happened: every later step fails with it
-
-  ~State() {
-    caches.reset();
-    sampler.reset();
-    forward.reset();
-    model.reset();
-    if (stream) cudaStreamDestroy(stream);
-  }
-};
 
 CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
                            const CudaExecutorOptions& options,
@@ -150,12 +104,38 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
           s.plan.weights_bytes / kGiB, s.plan.workspace_bytes / kGiB);
     budget = split_cache_budget(spec, left, act_bytes, options.max_num_seqs);
   }
-  s.caches = std::make_unique<DeviceCaches>(config, budget.num_pages, budget.num_state_blocks,
+  // CUDA graphs pad decode batches to fixed sizes; the padding rows use one reserved state block
+  // and page that the engine never sees.
+  const bool graphs = options.cuda_graphs && options.max_model_len > 0;
+  if (graphs && options.num_pages == 0) {
+    KL_CHECK(budget.num_pages > 1 && budget.num_state_blocks > 1,
+             "the cache budget is too small for CUDA graphs' padding (use --enforce-eager)");
+    --budget.num_pages;
+    --budget.num_state_blocks;
+  }
+  const int64_t reserved = graphs ? 1 : 0;
+  s.caches = std::make_unique<DeviceCaches>(config, budget.num_pages + reserved,
+                                            budget.num_state_blocks + reserved,
                                             options.activation);
+  if (graphs) {
+    s.pad_page = static_cast<int32_t>(budget.num_pages);
+    s.pad_block = static_cast<int32_t>(budget.num_state_blocks);
+    s.graph_page_stride = (options.max_model_len + kPageSize - 1) / kPageSize + 1;
+    for (int64_t b = 1; b < options.max_num_seqs; b *= 2) s.graph_buckets.push_back(b);
+    s.graph_buckets.push_back(options.max_num_seqs);
+    // Fixed device addresses for every bucket's metadata (the graphs capture them).
+    const int64_t B = options.max_num_seqs;
+    s.graph_batch_upload.reserve(B * (40 + 4 * s.graph_page_stride) + 4096);
+    s.graph_sampling_upload.reserve(B * static_cast<int64_t>(sizeof(kernels::GpuSamplingRow)) +
+                                    (int64_t{1} << 16) * 4 + (int64_t{1} << 12) * 8 + 4096);
+  }
   s.plan.num_pages = budget.num_pages;
   s.plan.num_state_blocks = budget.num_state_blocks;
   s.plan.cache_bytes = s.caches->bytes();
   log->info("GPU memory plan: {}", s.plan.describe());
+  log->info("CUDA graphs: {}", graphs ? fmt::format("decode batches padded to {}",
+                                                     fmt::join(s.graph_buckets, ", "))
+                                      : std::string("off (eager launches)"));
   start_worker();
 }
 
@@ -202,227 +182,5 @@ StepResult CudaExecutor::run_step(StepPlan plan, Clock::time_point) {
   return execute(std::move(plan));
 }
 
-namespace {
-
-// The GPU sampler's row for a sequence (its parameters and penalty history appended to the
-// step's token and bias arrays); greedy for unregistered sequences and rows not sampled.
-kernels::GpuSamplingRow sampling_row(const SeqRegistry::Entry* e, std::vector<int32_t>& tokens,
-                                     std::vector<int32_t>& bias_tokens,
-                                     std::vector<float>& bias_values) {
-  kernels::GpuSamplingRow row;
-  if (!e) {
-    row.temperature = 0.f;
-    return row;
-  }
-  const kernels::SamplingRowParams rp = SeqRegistry::row_params(*e);
-  const kernels::SamplingHistory h = SeqRegistry::history(*e);
-  row.temperature = rp.temperature;
-  row.top_k = rp.top_k;
-  row.top_p = rp.top_p;
-  row.min_p = rp.min_p;
-  row.repetition_penalty = rp.repetition_penalty;
-  row.presence_penalty = rp.presence_penalty;
-  row.frequency_penalty = rp.frequency_penalty;
-  row.num_logprobs = rp.num_logprobs;
-  row.seed = rp.seed;
-  row.position = rp.position;
-  auto range = [&](const int32_t* p, int64_t n, int32_t& begin, int32_t& count) {
-    begin = static_cast<int32_t>(tokens.size());
-    count = static_cast<int32_t>(n);
-    tokens.insert(tokens.end(), p, p + n);
-  };
-  // Only what the active penalties read is uploaded.
-  if (rp.repetition_penalty != 1.f)
-    range(h.prompt_tokens, h.num_prompt_tokens, row.prompt_begin, row.prompt_count);
-  if (rp.repetition_penalty != 1.f || rp.presence_penalty != 0.f || rp.frequency_penalty != 0.f)
-    range(h.output_tokens, h.num_output_tokens, row.output_begin, row.output_count);
-  range(h.banned_tokens, h.num_banned_tokens, row.banned_begin, row.banned_count);
-  row.bias_begin = static_cast<int32_t>(bias_tokens.size());
-  row.bias_count = static_cast<int32_t>(h.num_logit_bias);
-  for (int64_t i = 0; i < h.num_logit_bias; ++i) {
-    bias_tokens.push_back(h.logit_bias[i].first);
-    bias_values.push_back(h.logit_bias[i].second);
-  }
-  return row;
-}
-
-}  // namespace
-
-StepResult CudaExecutor::execute(StepPlan plan) {
-  State& s = *s_;
-  StepResult result;
-  result.step_id = plan.step_id;
-  if (!s.fatal.empty()) {
-    result.ok = false;
-    result.fatal = true;
-    result.error = s.fatal;
-    return result;
-  }
-  const int64_t V = s.config.vocab_size;
-  // Phase 1, no device work: registration and validation of the plan. A bad plan fails this step
-  // only.
-  try {
-    s.registry.begin_step(plan);
-    build_step_batch(plan.seqs, V, s.caches->num_pages(), s.caches->num_state_blocks(), s.batch);
-    const int64_t blocks = s.caches->num_state_blocks(), pages = s.caches->num_pages();
-    for (const StateBlockOp& op : plan.block_ops)
-      KL_CHECK(op.dst >= 0 && op.dst < blocks &&
-                   (op.kind != StateBlockOp::Kind::kCopy || (op.src >= 0 && op.src < blocks)),
-               "state block operation {} -> {} out of range [0, {})", op.src, op.dst, blocks);
-    for (const PageCopy& c : plan.page_copies)
-      KL_CHECK(c.src >= 0 && c.src < pages && c.dst >= 0 && c.dst < pages,
-               "page copy {} -> {} out of range [0, {})", c.src, c.dst, pages);
-  } catch (const Error& e) {
-    result.ok = false;
-    result.error = e.what();
-    return result;
-  }
-  // Phase 2, on the device: any failure from here on leaves the caches (and possibly the CUDA
-  // context) in an unknown state, so it is fatal.
-  try {
-    cuda_ok(cudaSetDevice(s.options.device), "cudaSetDevice");
-    for (const StateBlockOp& op : plan.block_ops) {
-      if (op.kind == StateBlockOp::Kind::kCopy)
-        s.caches->copy_block(op.src, op.dst, s.stream);
-      else
-        s.caches->reset_block(op.dst, s.stream);
-    }
-    for (const PageCopy& c : plan.page_copies) s.caches->copy_page(c.src, c.dst, s.stream);
-    for (const SeqStep& q : plan.seqs)
-      if (q.reset_state) s.caches->reset_block(q.state_block, s.stream);
-    s.batch_upload.upload(s.batch, s.stream);
-    if (++s.steps == s.options.inject_fault_at_step) kernels::inject_device_fault(s.stream);
-    s.forward->run_layers(s.batch, *s.caches, s.stream);
-
-    // Outputs in plan order, one per sequence with logits.
-    const StepBatch& b = s.batch;
-    std::vector<int> output_of(plan.seqs.size(), -1);
-    for (size_t i = 0; i < plan.seqs.size(); ++i) {
-      if (plan.seqs[i].logits == LogitsMode::kNone) continue;
-      output_of[i] = static_cast<int>(result.outputs.size());
-      result.outputs.emplace_back();
-      result.outputs.back().seq_id = plan.seqs[i].seq_id;
-    }
-    const int64_t total_rows = static_cast<int64_t>(b.logit_rows.size());
-    const int32_t L = s.sampler->max_logprobs();
-    std::vector<int32_t> tokens_h, top_tokens_h;
-    std::vector<float> logprobs_h, top_logprobs_h, logits_h;
-    for (int64_t r0 = 0; r0 < total_rows; r0 += s.max_logit_rows) {
-      const int64_t n = std::min(s.max_logit_rows, total_rows - r0);
-      s.forward->compute_logits(b.d_logit_rows + r0, n, s.stream);
-      // Rows whose logits the host needs: return_logits, and prompt logprobs.
-      bool host_logits = plan.return_logits;
-      std::vector<kernels::GpuSamplingRow> rows;
-      std::vector<int32_t> tokens, bias_tokens;
-      std::vector<float> bias_values;
-      for (int64_t r = r0; r < r0 + n; ++r) {
-        const int i = b.logit_seq[r];
-        const SeqStep& q = plan.seqs[i];
-        const SeqRegistry::Entry* e = s.registry.find(q.seq_id);
-        if (q.logits == LogitsMode::kAll && e && e->reg.params->prompt_logprobs >= 0)
-          host_logits = true;
-        const bool last_row = r + 1 == total_rows || b.logit_seq[r + 1] != i;
-        rows.push_back(q.sample && last_row ? sampling_row(e, tokens, bias_tokens, bias_values)
-                                            : sampling_row(nullptr, tokens, bias_tokens,
-                                                           bias_values));
-      }
-      s.sampling_upload.begin();
-      const int64_t o_rows = s.sampling_upload.add(rows.data(), n * sizeof(rows[0]));
-      const int64_t o_tok = s.sampling_upload.add(tokens.data(), tokens.size() * 4);
-      const int64_t o_bt = s.sampling_upload.add(bias_tokens.data(), bias_tokens.size() * 4);
-      const int64_t o_bv = s.sampling_upload.add(bias_values.data(), bias_values.size() * 4);
-      s.sampling_upload.flush(s.stream);
-      kernels::SamplingCudaParams sp;
-      sp.logits = s.forward->logits();
-      sp.logits_stride = V;
-      sp.num_rows = n;
-      sp.vocab = V;
-      sp.rows = reinterpret_cast<const kernels::GpuSamplingRow*>(s.sampling_upload.device(o_rows));
-      sp.tokens = reinterpret_cast<const int32_t*>(s.sampling_upload.device(o_tok));
-      sp.bias_tokens = reinterpret_cast<const int32_t*>(s.sampling_upload.device(o_bt));
-      sp.bias_values = reinterpret_cast<const float*>(s.sampling_upload.device(o_bv));
-      sp.out_tokens = s.out_tokens->get();
-      sp.out_logprobs = s.out_logprobs->get();
-      sp.out_top_tokens = s.out_top_tokens->get();
-      sp.out_top_logprobs = s.out_top_logprobs->get();
-      {
-        auto scope = s.forward->profiler().scope(KernelClass::kSampling, s.stream);
-        s.sampler->run(sp, s.stream);
-      }
-      tokens_h.resize(n);
-      logprobs_h.resize(n);
-      top_tokens_h.resize(n * L);
-      top_logprobs_h.resize(n * L);
-      cuda_ok(cudaMemcpyAsync(tokens_h.data(), sp.out_tokens, n * 4, cudaMemcpyDeviceToHost,
-                              s.stream),
-              "cudaMemcpyAsync");
-      cuda_ok(cudaMemcpyAsync(logprobs_h.data(), sp.out_logprobs, n * 4, cudaMemcpyDeviceToHost,
-                              s.stream),
-              "cudaMemcpyAsync");
-      if (L > 0) {
-        cuda_ok(cudaMemcpyAsync(top_tokens_h.data(), sp.out_top_tokens, n * L * 4,
-                                cudaMemcpyDeviceToHost, s.stream),
-                "cudaMemcpyAsync");
-        cuda_ok(cudaMemcpyAsync(top_logprobs_h.data(), sp.out_top_logprobs, n * L * 4,
-                                cudaMemcpyDeviceToHost, s.stream),
-                "cudaMemcpyAsync");
-      }
-      if (host_logits) {
-        logits_h.resize(n * V);
-        cuda_ok(cudaMemcpyAsync(logits_h.data(), sp.logits, n * V * 4, cudaMemcpyDeviceToHost,
-                                s.stream),
-                "cudaMemcpyAsync");
-      }
-      cuda_ok(cudaStreamSynchronize(s.stream), "the step");
-      for (int64_t r = r0; r < r0 + n; ++r) {
-        const int i = b.logit_seq[r];
-        const SeqStep& q = plan.seqs[i];
-        SeqOutput& out = result.outputs[output_of[i]];
-        if (host_logits)
-          out.logits.insert(out.logits.end(), logits_h.begin() + (r - r0) * V,
-                            logits_h.begin() + (r - r0 + 1) * V);
-        const bool last_row = r + 1 == total_rows || b.logit_seq[r + 1] != i;
-        if (!(q.sample && last_row)) continue;
-        out.sampled_token = tokens_h[r - r0];
-        const kernels::GpuSamplingRow& row = rows[r - r0];
-        if (row.num_logprobs >= 0) {
-          out.logprob = logprobs_h[r - r0];
-          for (int32_t k = 0; k < std::min(row.num_logprobs, L); ++k)
-            out.top_logprobs.push_back(
-                {top_tokens_h[(r - r0) * L + k], top_logprobs_h[(r - r0) * L + k]});
-        }
-      }
-    }
-    cuda_ok(cudaStreamSynchronize(s.stream), "the step");
-    if (s.forward->profiler().enabled()) {
-      s.forward->profiler().collect();
-      s.forward->profiler().end_step();
-    }
-    for (size_t i = 0; i < plan.seqs.size(); ++i) {
-      const SeqStep& q = plan.seqs[i];
-      if (output_of[i] < 0) continue;
-      SeqOutput& out = result.outputs[output_of[i]];
-      const SeqRegistry::Entry* e = s.registry.find(q.seq_id);
-      if (q.logits == LogitsMode::kAll && e && e->reg.params->prompt_logprobs >= 0) {
-        const int64_t rows = static_cast<int64_t>(out.logits.size()) / V;
-        out.prompt_logprobs =
-            prompt_logprobs_of(out.logits.data(), rows, V, q, e->reg.params->prompt_logprobs);
-      }
-      if (q.sample) s.registry.record(q.seq_id, out.sampled_token);
-      if (!plan.return_logits) std::vector<float>().swap(out.logits);
-    }
-  } catch (const Error& e) {
-    result.ok = false;
-    result.fatal = true;
-    result.outputs.clear();
-    const cudaError_t sticky = cudaStreamSynchronize(s.stream);
-    s.fatal = sticky != cudaSuccess
-                  ? fmt::format("CUDA error: {} (after: {})", cudaGetErrorString(sticky), e.what())
-                  : fmt::format("GPU step failed: {}", e.what());
-    result.error = s.fatal;
-    logger("exec")->critical("step {}: {}; the executor stops", plan.step_id, s.fatal);
-  }
-  return result;
-}
 
 }  // namespace kl

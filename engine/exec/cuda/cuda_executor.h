@@ -40,6 +40,10 @@ struct CudaExecutorOptions {
   const WeightStore* dummy_layout = nullptr;
   // Time every kernel class with CUDA events (benchmarks; adds a little overhead per op).
   bool profile = false;
+  // Run decode-only steps as CUDA graphs, one per padded batch size (needs max_model_len, which
+  // bounds the page tables a graph is captured with). vLLM's --enforce-eager turns this off.
+  bool cuda_graphs = true;
+  int64_t max_model_len = 0;
 };
 
 struct GpuMemoryPlan {
@@ -79,8 +83,12 @@ class CudaExecutor final : public ThreadedExecutor {
   // submit()s.
   StepResult run_now(const StepPlan& plan);
 
+  // Decode steps run by replaying a captured CUDA graph so far.
+  int64_t graph_replays() const;
+
+  struct State;  // internal (executor_state.h)
+
  private:
-  struct State;
   StepResult run_step(StepPlan plan, Clock::time_point) override;
   StepResult execute(StepPlan plan);
 

@@ -347,6 +347,7 @@ class Forward final : public CudaForward {
     ap.seqs_dev = b.d_spans;
     ap.num_seqs = b.num_seqs;
     ap.out = attn_;
+    ap.decode_keys_bound = b.decode_keys_bound;
     {
       auto scope = prof_.scope(KernelClass::kMla, s);
       mla_->attention<T>(gemm_, ap, s);

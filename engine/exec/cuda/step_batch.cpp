@@ -13,7 +13,7 @@
 namespace kl {
 
 void build_step_batch(const std::vector<SeqStep>& seqs, int64_t vocab, int64_t num_pages,
-                      int64_t num_state_blocks, StepBatch& b) {
+                      int64_t num_state_blocks, StepBatch& b, int64_t min_page_table_stride) {
   b = StepBatch{};
   const int n = static_cast<int>(seqs.size());
   for (int pass = 0; pass < 2; ++pass)
@@ -22,7 +22,7 @@ void build_step_batch(const std::vector<SeqStep>& seqs, int64_t vocab, int64_t n
       if (chunked == (pass == 1)) b.order.push_back(i);
     }
   b.num_seqs = n;
-  size_t max_pages = 1;
+  size_t max_pages = static_cast<size_t>(std::max<int64_t>(min_page_table_stride, 1));
   for (const SeqStep& s : seqs) max_pages = std::max(max_pages, s.page_table.size());
   b.page_table_stride = static_cast<int64_t>(max_pages);
   b.page_tables.assign(static_cast<size_t>(n) * max_pages, -1);

@@ -24,6 +24,7 @@ struct StepBatch {
   int64_t recurrent_tokens = 0;  // rows [0, recurrent_tokens) belong to those sequences
   int64_t max_len_all = 0, max_len_recurrent = 0, max_len_chunked = 0;
   int64_t page_table_stride = 0;
+  int64_t decode_keys_bound = 0;  // CUDA-graph steps: MLA decode launch shapes fixed (see mla_cuda.h)
 
   // Host copies (in internal order).
   std::vector<int32_t> token_ids;     // [num_tokens]
@@ -52,8 +53,10 @@ struct StepBatch {
 
 // Fills the host side from resolved SeqSteps (no kPrevSampledToken left); checks token ids,
 // pages and state blocks against the limits (kl::Error naming the sequence).
+// `min_page_table_stride` fixes the page-table row width (CUDA-graph steps, whose device
+// layout must not change between replays); 0: the longest page table of the step.
 void build_step_batch(const std::vector<SeqStep>& seqs, int64_t vocab, int64_t num_pages,
-                      int64_t num_state_blocks, StepBatch& b);
+                      int64_t num_state_blocks, StepBatch& b, int64_t min_page_table_stride = 0);
 
 // A pinned host buffer and a device buffer of the same size; stages arrays and uploads them in
 // one asynchronous copy. The previous upload must be complete before stage() is called again
@@ -67,6 +70,9 @@ class MetadataUploader {
 
   // Fills b's device pointers.
   void upload(StepBatch& b, CudaStream stream);
+  // Makes room for `bytes` now, so that later uploads up to that size keep the same device
+  // addresses (CUDA graphs capture them).
+  void reserve(int64_t bytes);
   // Stages extra arrays (sampling); returns byte offsets usable with device() after flush().
   void begin();
   int64_t add(const void* data, int64_t bytes);
@@ -74,8 +80,6 @@ class MetadataUploader {
   const char* device(int64_t offset) const { return dev_ + offset; }
 
  private:
-  void reserve(int64_t bytes);
-
   std::vector<char> scratch_;
   char* pinned_ = nullptr;
   char* dev_ = nullptr;
