@@ -102,7 +102,9 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
           "Raise --gpu-memory-utilization or lower --max-num-batched-tokens / --max-num-seqs",
           options.gpu_memory_utilization, s.plan.budget_bytes / kGiB,
           s.plan.weights_bytes / kGiB, s.plan.workspace_bytes / kGiB);
-    budget = split_cache_budget(spec, left, act_bytes, options.max_num_seqs);
+    // One state block more than max_num_seqs when CUDA graphs reserve one for their padding.
+    const bool reserve = options.cuda_graphs && options.max_model_len > 0;
+    budget = split_cache_budget(spec, left, act_bytes, options.max_num_seqs + (reserve ? 1 : 0));
   }
   // CUDA graphs pad decode batches to fixed sizes; the padding rows use one reserved state block
   // and page that the engine never sees.

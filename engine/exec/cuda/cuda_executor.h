@@ -85,6 +85,9 @@ class CudaExecutor final : public ThreadedExecutor {
 
   // Decode steps run by replaying a captured CUDA graph so far.
   int64_t graph_replays() const;
+  // Turns the use of CUDA graphs off or back on (when built with them; between steps). Profiling
+  // needs eager steps: events cannot be captured.
+  void set_cuda_graphs(bool on);
 
   struct State;  // internal (executor_state.h)
 

@@ -180,7 +180,7 @@ void fetch_rows(CudaExecutor::State& s, const StepPlan& plan, const StepBatch& b
 
 // The padded batch size a decode-only step runs at as a CUDA graph; 0: run it eagerly.
 int64_t graph_bucket(const CudaExecutor::State& s, const StepPlan& plan) {
-  if (s.graph_buckets.empty() || plan.seqs.empty()) return 0;
+  if (s.graph_buckets.empty() || s.graphs_paused || plan.seqs.empty()) return 0;
   for (const SeqStep& q : plan.seqs)
     if (q.token_ids.size() != 1 || q.logits != LogitsMode::kLast || !q.sample ||
         static_cast<int64_t>(q.page_table.size()) > s.graph_page_stride)
@@ -363,6 +363,10 @@ StepResult CudaExecutor::execute(StepPlan plan) {
 
 int64_t CudaExecutor::graph_replays() const {
   return s_->graph_replays;
+}
+
+void CudaExecutor::set_cuda_graphs(bool on) {
+  s_->graphs_paused = !on;
 }
 
 }  // namespace kl

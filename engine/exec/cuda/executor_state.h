@@ -61,6 +61,7 @@ struct CudaExecutor::State {
   int32_t pad_page = -1;
   int64_t graph_page_stride = 0;
   int64_t graph_replays = 0;
+  bool graphs_paused = false;  // set_cuda_graphs(false)
   SeqRegistry registry;
   StepBatch batch;
   int64_t steps = 0;
