@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <thread>
@@ -87,9 +87,10 @@ int64_t fit_max_model_len(int64_t max_model_len, bool explicit_len, int64_t num_
   if (pages_for_tokens(max_model_len) <= num_pages) return max_model_len;
   const int64_t fit = num_pages * kPageSize;
   if (explicit_len)
-    fail("--max-model-len {} needs {} pages but the cache holds {} ({} tokens); {} or lower "
-         "--max-model-len",
-         max_model_len, pages_for_tokens(max_model_len), num_pages, fit, remedy);
+    fail(
+        "--max-model-len {} needs {} pages but the cache holds {} ({} tokens); {} or lower "
+        "--max-model-len",
+        max_model_len, pages_for_tokens(max_model_len), num_pages, fit, remedy);
   logger("server")->warn("max_model_len lowered from {} to {} tokens to fit the cache",
                          max_model_len, fit);
   return fit;
@@ -241,11 +242,11 @@ int run_serve(const ServeOptions& o) {
     if (const char* f = std::getenv("KLSERVE_INJECT_CUDA_FAULT_AT_STEP"))
       eo.inject_fault_at_step = std::atoll(f);
     log->info("device: cuda, activations {}", activation == DType::kBF16 ? "bfloat16" : "float32");
-    ProgressBar bar(store.layout_only() ? "generating weights on the GPU"
-                                        : "uploading weights to the GPU",
-                    store.total_bytes() / 1048576.0);
-    executor = std::make_unique<CudaExecutor>(config, weights, eo,
-                                              [&](double f) { bar.update(f); });
+    ProgressBar bar(
+        store.layout_only() ? "generating weights on the GPU" : "uploading weights to the GPU",
+        store.total_bytes() / 1048576.0);
+    executor =
+        std::make_unique<CudaExecutor>(config, weights, eo, [&](double f) { bar.update(f); });
     cache.num_pages = executor->num_pages();
     cache.num_state_blocks = executor->num_state_blocks();
     max_model_len = fit_max_model_len(max_model_len, o.max_model_len > 0, cache.num_pages,

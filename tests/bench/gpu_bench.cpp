@@ -32,8 +32,8 @@ namespace {
 // as bytes moved per step; our floor is those bytes over this run's measured copy bandwidth.
 constexpr double kRooflineCopyBw = 4.3e12;
 double roofline_decode_floor_ms(int batch) {
-  const std::vector<std::pair<int, double>> table = {{1, 1.47}, {8, 5.9}, {64, 21.6},
-                                                     {256, 29.8}, {472, 35.8}};
+  const std::vector<std::pair<int, double>> table = {
+      {1, 1.47}, {8, 5.9}, {64, 21.6}, {256, 29.8}, {472, 35.8}};
   for (size_t i = 0; i + 1 < table.size(); ++i)
     if (batch <= table[i + 1].first) {  // linear in between
       const auto [b0, t0] = table[i];
@@ -154,14 +154,22 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 64, 256}, prefill_seqs = {1, 8};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--config") config_path = v;
-    else if (a == "--context") context = std::atoi(v.c_str());
-    else if (a == "--steps") steps = std::atoi(v.c_str());
-    else if (a == "--batches") batches = parse_list(v);
-    else if (a == "--prefill") prefill_len = std::atoi(v.c_str());
-    else if (a == "--prefill-seqs") prefill_seqs = parse_list(v);
-    else if (a == "--mem") mem = std::atof(v.c_str());
-    else if (a == "--max-batched") max_batched = std::atoll(v.c_str());
+    if (a == "--config")
+      config_path = v;
+    else if (a == "--context")
+      context = std::atoi(v.c_str());
+    else if (a == "--steps")
+      steps = std::atoi(v.c_str());
+    else if (a == "--batches")
+      batches = parse_list(v);
+    else if (a == "--prefill")
+      prefill_len = std::atoi(v.c_str());
+    else if (a == "--prefill-seqs")
+      prefill_seqs = parse_list(v);
+    else if (a == "--mem")
+      mem = std::atof(v.c_str());
+    else if (a == "--max-batched")
+      max_batched = std::atoll(v.c_str());
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -172,8 +180,9 @@ int main(int argc, char** argv) {
     const ModelConfig config = load_model_config(config_path);
     const double copy_bw = measure_copy_bandwidth();
     const double gemm_tflops = measure_gemm_tflops();
-    fmt::print("ceilings: device copy {:.2f} TB/s (read+write), cuBLAS bf16 GEMM 8192^3 {:.0f} TFLOP/s\n",
-               copy_bw / 1e12, gemm_tflops);
+    fmt::print(
+        "ceilings: device copy {:.2f} TB/s (read+write), cuBLAS bf16 GEMM 8192^3 {:.0f} TFLOP/s\n",
+        copy_bw / 1e12, gemm_tflops);
 
     const WeightStore layout = WeightStore::dummy_layout(config, 1);
     const ModelWeights weights = bind_model_weights(config, layout);
@@ -233,10 +242,11 @@ int main(int argc, char** argv) {
       exec.set_profile(false);
       exec.set_cuda_graphs(true);
       const double floor = roofline_decode_floor_ms(b) * kRooflineCopyBw / copy_bw;
-      fmt::print("decode batch {:3d} ctx {}: TPOT {:.2f} ms with CUDA graphs ({:.2f} ms eager), "
-                 "{:.0f} tok/s, floor {:.2f} ms, {:.1f}% of floor\n  step share (eager): {}\n",
-                 b, context, tpot, tpot_eager, b / tpot * 1e3, floor, 100.0 * floor / tpot,
-                 exec.profile_report(/*reset=*/true));
+      fmt::print(
+          "decode batch {:3d} ctx {}: TPOT {:.2f} ms with CUDA graphs ({:.2f} ms eager), "
+          "{:.0f} tok/s, floor {:.2f} ms, {:.1f}% of floor\n  step share (eager): {}\n",
+          b, context, tpot, tpot_eager, b / tpot * 1e3, floor, 100.0 * floor / tpot,
+          exec.profile_report(/*reset=*/true));
     }
 
     // Prefill: P prompts of prefill_len tokens from fresh state blocks, packed into steps of at
@@ -260,7 +270,8 @@ int main(int argc, char** argv) {
             s.num_computed_tokens = done[i];
             s.reset_state = done[i] == 0;
             s.state_block = i;
-            for (int64_t p = 0; p < pps; ++p) s.page_table.push_back(static_cast<int32_t>(i * pps + p));
+            for (int64_t p = 0; p < pps; ++p)
+              s.page_table.push_back(static_cast<int32_t>(i * pps + p));
             s.logits = done[i] + n == prefill_len ? LogitsMode::kLast : LogitsMode::kNone;
             plan.seqs.push_back(s);
             done[i] += n;
@@ -276,9 +287,10 @@ int main(int argc, char** argv) {
       run_prefill();
       const double ms = ms_since(t0);
       const double floor = 30.0 * P * prefill_len / 4096.0 * 790.0 / gemm_tflops;
-      fmt::print("prefill {} x {}: TTFT {:.1f} ms, {:.0f} tok/s, compute floor {:.1f} ms, "
-                 "{:.1f}% of floor\n",
-                 P, prefill_len, ms, P * prefill_len / ms * 1e3, floor, 100.0 * floor / ms);
+      fmt::print(
+          "prefill {} x {}: TTFT {:.1f} ms, {:.0f} tok/s, compute floor {:.1f} ms, "
+          "{:.1f}% of floor\n",
+          P, prefill_len, ms, P * prefill_len / ms * 1e3, floor, 100.0 * floor / ms);
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -34,8 +34,7 @@ std::vector<uint8_t> download(const WeightView& v) {
 
 }  // namespace
 
-TEST_CASE("gpu dummy weights equal the host generator's, element by element",
-          "[gpu][dummy]") {
+TEST_CASE("gpu dummy weights equal the host generator's, element by element", "[gpu][dummy]") {
   const ModelConfig config = tiny_config();
   const WeightStore host = WeightStore::dummy(config, 42);
   const WeightStore layout = WeightStore::dummy_layout(config, 42);

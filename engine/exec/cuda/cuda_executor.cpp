@@ -11,9 +11,9 @@
 
 #include "engine/core/error.h"
 #include "engine/core/log.h"
-#include "engine/exec/cuda/executor_state.h"
 #include "engine/exec/cuda/device_caches.h"
 #include "engine/exec/cuda/device_model.h"
+#include "engine/exec/cuda/executor_state.h"
 #include "engine/exec/cuda/step_batch.h"
 #include "engine/exec/kv_layout.h"
 #include "kernels/cuda/device_info.h"
@@ -24,7 +24,6 @@ namespace kl {
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-
 
 }  // namespace
 
@@ -85,8 +84,7 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
   // Whatever the budget leaves after everything allocated so far becomes cache.
   cuda_ok(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
   const int64_t in_use = static_cast<int64_t>(total_bytes - free_bytes);
-  s.plan.other_bytes =
-      std::max<int64_t>(0, in_use - s.plan.weights_bytes - s.plan.workspace_bytes);
+  s.plan.other_bytes = std::max<int64_t>(0, in_use - s.plan.weights_bytes - s.plan.workspace_bytes);
   const CacheSpec spec = cache_spec(config);
   const size_t act_bytes = dtype_size(options.activation);
   CacheBudget budget;
@@ -100,8 +98,8 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
           "--gpu-memory-utilization {}: the budget of {:.2f} GiB is already used up by the weights "
           "({:.2f} GiB), activations ({:.2f} GiB) and the CUDA context; no room for the caches. "
           "Raise --gpu-memory-utilization or lower --max-num-batched-tokens / --max-num-seqs",
-          options.gpu_memory_utilization, s.plan.budget_bytes / kGiB,
-          s.plan.weights_bytes / kGiB, s.plan.workspace_bytes / kGiB);
+          options.gpu_memory_utilization, s.plan.budget_bytes / kGiB, s.plan.weights_bytes / kGiB,
+          s.plan.workspace_bytes / kGiB);
     // One state block more than max_num_seqs when CUDA graphs reserve one for their padding.
     const bool reserve = options.cuda_graphs && options.max_model_len > 0;
     budget = split_cache_budget(spec, left, act_bytes, options.max_num_seqs + (reserve ? 1 : 0));
@@ -117,8 +115,7 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
   }
   const int64_t reserved = graphs ? 1 : 0;
   s.caches = std::make_unique<DeviceCaches>(config, budget.num_pages + reserved,
-                                            budget.num_state_blocks + reserved,
-                                            options.activation);
+                                            budget.num_state_blocks + reserved, options.activation);
   if (graphs) {
     s.pad_page = static_cast<int32_t>(budget.num_pages);
     s.pad_block = static_cast<int32_t>(budget.num_state_blocks);
@@ -135,9 +132,9 @@ CudaExecutor::CudaExecutor(const ModelConfig& config, const ModelWeights& host,
   s.plan.num_state_blocks = budget.num_state_blocks;
   s.plan.cache_bytes = s.caches->bytes();
   log->info("GPU memory plan: {}", s.plan.describe());
-  log->info("CUDA graphs: {}", graphs ? fmt::format("decode batches padded to {}",
-                                                     fmt::join(s.graph_buckets, ", "))
-                                      : std::string("off (eager launches)"));
+  log->info("CUDA graphs: {}",
+            graphs ? fmt::format("decode batches padded to {}", fmt::join(s.graph_buckets, ", "))
+                   : std::string("off (eager launches)"));
   start_worker();
 }
 
@@ -183,6 +180,5 @@ StepResult CudaExecutor::run_now(const StepPlan& plan) {
 StepResult CudaExecutor::run_step(StepPlan plan, Clock::time_point) {
   return execute(std::move(plan));
 }
-
 
 }  // namespace kl

@@ -116,8 +116,8 @@ class Forward final : public CudaForward {
     for (const LayerSpec& l : c.plan.layers) any_moe |= l.ffn == FfnKind::kMoe;
     int64_t inter = 0;
     for (const LayerSpec& l : c.plan.layers)
-      inter = std::max(inter, l.ffn == FfnKind::kDense ? c.intermediate_size
-                                                       : c.shared_intermediate_size());
+      inter = std::max(
+          inter, l.ffn == FfnKind::kDense ? c.intermediate_size : c.shared_intermediate_size());
     ffn_gate_ = reinterpret_cast<T*>(alloc(N * std::max<int64_t>(inter, 1), act));
     ffn_up_ = reinterpret_cast<T*>(alloc(N * std::max<int64_t>(inter, 1), act));
     if (any_moe) moe_ = std::make_unique<MoeRunner>(moe_dims(c), N, act == 2);
@@ -144,9 +144,8 @@ class Forward final : public CudaForward {
     if (N_ == 0) return;
     {
       auto scope = prof_.scope(KernelClass::kOther, s);
-      embedding_cuda<T>({.token_ids = b.d_token_ids, .num_tokens = N_,
-                         .table = w_.embed_tokens, .out = h_},
-                        s);
+      embedding_cuda<T>(
+          {.token_ids = b.d_token_ids, .num_tokens = N_, .table = w_.embed_tokens, .out = h_}, s);
     }
     bool first = true;
     for (const LayerSpec& layer : c_.plan.layers) {
@@ -174,11 +173,19 @@ class Forward final : public CudaForward {
     // The last layer's residual add and the final norm, on the chosen rows only.
     {
       auto scope = prof_.scope(KernelClass::kOther, s);
-      gather_rows_cuda<T>({.src = h_, .src_stride = D, .rows = d_rows, .num_rows = count,
-                           .cols = D, .dst = rows_h_},
+      gather_rows_cuda<T>({.src = h_,
+                           .src_stride = D,
+                           .rows = d_rows,
+                           .num_rows = count,
+                           .cols = D,
+                           .dst = rows_h_},
                           s);
-      gather_rows_cuda<T>({.src = delta_, .src_stride = D, .rows = d_rows, .num_rows = count,
-                           .cols = D, .dst = rows_d_},
+      gather_rows_cuda<T>({.src = delta_,
+                           .src_stride = D,
+                           .rows = d_rows,
+                           .num_rows = count,
+                           .cols = D,
+                           .dst = rows_d_},
                           s);
     }
     norm(rows_d_, rows_h_, w_.final_norm, count, rows_d_, s);
@@ -208,7 +215,12 @@ class Forward final : public CudaForward {
   void linear(const T* x, int64_t m, const WeightView& w, T* out, CudaStream s,
               bool accumulate = false) {
     auto scope = prof_.scope(KernelClass::kDenseGemm, s);
-    gemm_.linear<T>({.x = x, .m = m, .x_stride = 0, .w = w, .out = out, .out_stride = 0,
+    gemm_.linear<T>({.x = x,
+                     .m = m,
+                     .x_stride = 0,
+                     .w = w,
+                     .out = out,
+                     .out_stride = 0,
                      .accumulate = accumulate},
                     s);
   }
@@ -361,8 +373,13 @@ class Forward final : public CudaForward {
     linear(x, N_, w.up_proj, ffn_up_, s);
     {
       auto scope = prof_.scope(KernelClass::kOther, s);
-      silu_mul_cuda<T>({.gate = ffn_gate_, .up = ffn_up_, .rows = N_, .cols = w.gate_proj.rows,
-                        .in_stride = 0, .out = ffn_gate_, .out_stride = 0},
+      silu_mul_cuda<T>({.gate = ffn_gate_,
+                        .up = ffn_up_,
+                        .rows = N_,
+                        .cols = w.gate_proj.rows,
+                        .in_stride = 0,
+                        .out = ffn_gate_,
+                        .out_stride = 0},
                        s);
     }
     linear(ffn_gate_, N_, w.down_proj, out, s, accumulate);

@@ -140,9 +140,9 @@ void fetch_rows(CudaExecutor::State& s, const StepPlan& plan, const StepBatch& b
   std::vector<float> logprobs_h(n), top_logprobs_h(n * L), logits_h;
   cuda_ok(cudaMemcpyAsync(tokens_h.data(), sp.out_tokens, n * 4, cudaMemcpyDeviceToHost, s.stream),
           "cudaMemcpyAsync");
-  cuda_ok(cudaMemcpyAsync(logprobs_h.data(), sp.out_logprobs, n * 4, cudaMemcpyDeviceToHost,
-                          s.stream),
-          "cudaMemcpyAsync");
+  cuda_ok(
+      cudaMemcpyAsync(logprobs_h.data(), sp.out_logprobs, n * 4, cudaMemcpyDeviceToHost, s.stream),
+      "cudaMemcpyAsync");
   if (L > 0) {
     cuda_ok(cudaMemcpyAsync(top_tokens_h.data(), sp.out_top_tokens, n * L * 4,
                             cudaMemcpyDeviceToHost, s.stream),
@@ -305,8 +305,7 @@ StepResult CudaExecutor::execute(StepPlan plan) {
         cuda_ok(inst, "cudaGraphInstantiate");
         s.graphs[bucket] = exec;
         s.forward->profiler().set_enabled(profiling);
-        logger("exec")->debug("captured the decode step of batch size {} as a CUDA graph",
-                              bucket);
+        logger("exec")->debug("captured the decode step of batch size {} as a CUDA graph", bucket);
       }
       fetch_rows(s, plan, gb, 0, bucket, real, graph_rows, sp, output_of, result);
     } else {

@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <map>
 
+#include "engine/checkpoint/weight_store.h"
 #include "engine/core/error.h"
 #include "engine/core/log.h"
-#include "engine/checkpoint/weight_store.h"
 #include "kernels/cuda/copy_cuda.h"
 #include "kernels/cuda/dummy_fill_cuda.h"
 
@@ -55,22 +55,30 @@ class UploadPlanner {
       if (spec.mixer == MixerKind::kKda) {
         const KdaWeights& k = h.kda;
         KdaWeights& o = d.kda;
-        for (auto [hv, dv] : {std::pair{&k.q_proj, &o.q_proj}, {&k.k_proj, &o.k_proj},
-                              {&k.v_proj, &o.v_proj}, {&k.f_a_proj, &o.f_a_proj},
-                              {&k.f_b_proj, &o.f_b_proj}, {&k.b_proj, &o.b_proj},
-                              {&k.g_a_proj, &o.g_a_proj}, {&k.g_b_proj, &o.g_b_proj},
+        for (auto [hv, dv] : {std::pair{&k.q_proj, &o.q_proj},
+                              {&k.k_proj, &o.k_proj},
+                              {&k.v_proj, &o.v_proj},
+                              {&k.f_a_proj, &o.f_a_proj},
+                              {&k.f_b_proj, &o.f_b_proj},
+                              {&k.b_proj, &o.b_proj},
+                              {&k.g_a_proj, &o.g_a_proj},
+                              {&k.g_b_proj, &o.g_b_proj},
                               {&k.o_proj, &o.o_proj}})
           tensor(*hv, act_, *dv);
-        for (auto [hv, dv] : {std::pair{&k.q_conv, &o.q_conv}, {&k.k_conv, &o.k_conv},
-                              {&k.v_conv, &o.v_conv}, {&k.a_log, &o.a_log},
-                              {&k.dt_bias, &o.dt_bias}, {&k.o_norm, &o.o_norm}})
+        for (auto [hv, dv] : {std::pair{&k.q_conv, &o.q_conv},
+                              {&k.k_conv, &o.k_conv},
+                              {&k.v_conv, &o.v_conv},
+                              {&k.a_log, &o.a_log},
+                              {&k.dt_bias, &o.dt_bias},
+                              {&k.o_norm, &o.o_norm}})
           tensor(*hv, hv->dtype, *dv);
       } else {
         const MlaWeights& m = h.mla;
         MlaWeights& o = d.mla;
-        for (auto [hv, dv] :
-             {std::pair{&m.q_proj, &o.q_proj}, {&m.kv_a_proj_with_mqa, &o.kv_a_proj_with_mqa},
-              {&m.kv_b_proj, &o.kv_b_proj}, {&m.o_proj, &o.o_proj}})
+        for (auto [hv, dv] : {std::pair{&m.q_proj, &o.q_proj},
+                              {&m.kv_a_proj_with_mqa, &o.kv_a_proj_with_mqa},
+                              {&m.kv_b_proj, &o.kv_b_proj},
+                              {&m.o_proj, &o.o_proj}})
           tensor(*hv, act_, *dv);
         tensor(m.kv_a_layernorm, m.kv_a_layernorm.dtype, o.kv_a_layernorm);
       }
@@ -124,8 +132,7 @@ class UploadPlanner {
     const int64_t offset = size_;
     d.resize(h.size());
     for (size_t e = 0; e < h.size(); ++e) {
-      KL_CHECK(h[e].rows == h[0].rows && h[e].cols == h[0].cols, "expert {} has another shape",
-               e);
+      KL_CHECK(h[e].rows == h[0].rows && h[e].cols == h[0].cols, "expert {} has another shape", e);
       uploads_.push_back({h[e], act_, offset + static_cast<int64_t>(e) * each});
       d[e] = {base_ ? base_ + offset + e * each : nullptr, act_, h[e].rows, h[e].cols};
     }
@@ -228,7 +235,8 @@ DeviceModel::DeviceModel(const ModelConfig& config, const ModelWeights& host, DT
         }
       }
       done += n * src_size;
-      if (progress) progress(static_cast<double>(done) / static_cast<double>(std::max<int64_t>(total, 1)));
+      if (progress)
+        progress(static_cast<double>(done) / static_cast<double>(std::max<int64_t>(total, 1)));
     }
   } catch (...) {
     cudaFree(staging);

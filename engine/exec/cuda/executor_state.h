@@ -39,7 +39,6 @@ class DeviceVector {
   T* p_ = nullptr;
 };
 
-
 struct CudaExecutor::State {
   ModelConfig config;
   CudaExecutorOptions options;
@@ -76,6 +75,5 @@ struct CudaExecutor::State {
     if (stream) cudaStreamDestroy(stream);
   }
 };
-
 
 }  // namespace kl

@@ -80,9 +80,9 @@ std::string KernelProfiler::report() const {
   std::string out;
   for (int c = 0; c < kNumKernelClasses; ++c) {
     if (!out.empty()) out += ", ";
-    out += fmt::format("{} {:.1f}% ({:.3f} ms/step)", kernel_class_name(static_cast<KernelClass>(c)),
-                       sum > 0 ? 100.0 * totals_[c] / sum : 0.0,
-                       steps_ > 0 ? totals_[c] / steps_ : 0.0);
+    out += fmt::format(
+        "{} {:.1f}% ({:.3f} ms/step)", kernel_class_name(static_cast<KernelClass>(c)),
+        sum > 0 ? 100.0 * totals_[c] / sum : 0.0, steps_ > 0 ? totals_[c] / steps_ : 0.0);
   }
   return out;
 }

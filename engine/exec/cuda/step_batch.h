@@ -24,7 +24,8 @@ struct StepBatch {
   int64_t recurrent_tokens = 0;  // rows [0, recurrent_tokens) belong to those sequences
   int64_t max_len_all = 0, max_len_recurrent = 0, max_len_chunked = 0;
   int64_t page_table_stride = 0;
-  int64_t decode_keys_bound = 0;  // CUDA-graph steps: MLA decode launch shapes fixed (see mla_cuda.h)
+  int64_t decode_keys_bound =
+      0;  // CUDA-graph steps: MLA decode launch shapes fixed (see mla_cuda.h)
 
   // Host copies (in internal order).
   std::vector<int32_t> token_ids;     // [num_tokens]
