@@ -36,6 +36,9 @@ struct StackedWeights {
 template <typename T>
 struct MoeCudaParams {
   const T* x = nullptr;  // [num_tokens, hidden] device (post-attention-normed)
+  // Optional: the same normed rows in fp32, before their rounding to T; the router reads them
+  // instead of x when given (bf16 runs: router gaps of a few 1e-3 survive the rounding).
+  const float* router_x = nullptr;
   int64_t num_tokens = 0;
   const float* router = nullptr;  // [E, hidden] device fp32
   WeightView correction_bias;     // [E] device f32

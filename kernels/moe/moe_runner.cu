@@ -156,8 +156,8 @@ void MoeRunner::run(GemmRunner& /*gemm: the router GEMM is the MoE's own fp32 ke
   if (T_ == 0) return;
   KL_CHECK(p.x && p.router && p.out, "MoeRunner::run: null x, router or out");
   // The GEMMs read 4 consecutive values per load: rows (hidden a multiple of 16) stay aligned.
-  KL_CHECK(aligned16(p.x) && aligned16(p.router),
-           "MoeRunner::run: x or router not 16-byte aligned");
+  KL_CHECK(aligned16(p.x) && aligned16(p.router) && aligned16(p.router_x),
+           "MoeRunner::run: x, router_x or router not 16-byte aligned");
 
   const int tile_m = choose_tile_m(T_, K, E);
   const int64_t rows_bound = padded_rows(T_, K, E, tile_m);
@@ -165,7 +165,10 @@ void MoeRunner::run(GemmRunner& /*gemm: the router GEMM is the MoE's own fp32 ke
   T* act = static_cast<T*>(m.act);
   T* y = static_cast<T*>(m.y);
 
-  launch_router_logits<T>(p.x, T_, d.hidden, p.router, E, m.logits, stream);
+  if (p.router_x)
+    launch_router_logits<float>(p.router_x, T_, d.hidden, p.router, E, m.logits, stream);
+  else
+    launch_router_logits<T>(p.x, T_, d.hidden, p.router, E, m.logits, stream);
   KL_CUDA_CHECK(cudaMemsetAsync(m.counters, 0, (2 * E + 1) * sizeof(int32_t), stream));
   KL_CUDA_CHECK(cudaMemsetAsync(m.perm.row_pair, 0xff, rows_bound * sizeof(int32_t), stream));
   RouterTopkArgs r;

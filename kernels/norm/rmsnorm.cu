@@ -22,23 +22,29 @@ constexpr int kMaxThreads = 256;    // per row; rows of 2304 give 9 elements per
 constexpr int kGatedThreads = 256;  // gated norm: one warp per row, 8 rows per block
 
 // One block per row.
-template <typename T, typename W>
-__global__ void rmsnorm_kernel(const T* x, T* residual, const W* weight, float eps, int64_t dim,
-                               T* out) {
+template <typename T, typename R, typename W>
+__global__ void rmsnorm_kernel(const T* x, R* residual, const W* weight, float eps, int64_t dim,
+                               T* out, float* out_f32) {
   const int64_t row = blockIdx.x;
-  const T* xr = x + row * dim;
-  T* rr = residual ? residual + row * dim : nullptr;
+  const T* xr = x ? x + row * dim : nullptr;
+  R* rr = residual ? residual + row * dim : nullptr;
   T* outr = out + row * dim;
+  float* outr_f32 = out_f32 ? out_f32 + row * dim : nullptr;
 
-  // Pass 1: the residual add (stored in T: the norm sees what the residual stream holds) and the
+  // Pass 1: the residual add (stored in R: the norm sees what the residual stream holds) and the
   // fp32 sum of squares.
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-    float v = to_f32(xr[i]);
+    float v;
     if (rr) {
-      const T s = from_f32<T>(to_f32(rr[i]) + v);
-      rr[i] = s;
-      v = to_f32(s);
+      v = to_f32(rr[i]);
+      if (xr) {
+        const R s = from_f32<R>(v + to_f32(xr[i]));
+        rr[i] = s;
+        v = to_f32(s);
+      }
+    } else {
+      v = to_f32(xr[i]);
     }
     ss += v * v;
   }
@@ -46,10 +52,12 @@ __global__ void rmsnorm_kernel(const T* x, T* residual, const W* weight, float e
   const float inv = 1.f / sqrtf(ss / static_cast<float>(dim) + eps);
 
   // Pass 2: each thread revisits only the elements it read in pass 1, so out may alias x.
-  const T* src = rr ? rr : xr;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-    const float normed = to_f32(from_f32<T>(to_f32(src[i]) * inv));
-    outr[i] = from_f32<T>(normed * to_f32(weight[i]));
+    const float v = rr ? to_f32(rr[i]) : to_f32(xr[i]);
+    const float w = to_f32(weight[i]);
+    const float normed = to_f32(from_f32<T>(v * inv));
+    outr[i] = from_f32<T>(normed * w);
+    if (outr_f32) outr_f32[i] = v * inv * w;
   }
 }
 
@@ -79,12 +87,12 @@ __global__ void gated_rmsnorm_kernel(const T* x, const T* gate, const W* weight,
   }
 }
 
-template <typename T, typename W>
-void launch(const RmsNormCudaParams<T>& p, cudaStream_t stream) {
+template <typename T, typename R, typename W>
+void launch(const RmsNormCudaParams<T, R>& p, cudaStream_t stream) {
   int threads = static_cast<int>(cuda::ceil_div(p.dim, kWarp) * kWarp);
   threads = threads > kMaxThreads ? kMaxThreads : threads;
-  rmsnorm_kernel<T, W><<<static_cast<unsigned>(p.num_rows), threads, 0, stream>>>(
-      p.x, p.residual, static_cast<const W*>(p.weight.data), p.eps, p.dim, p.out);
+  rmsnorm_kernel<T, R, W><<<static_cast<unsigned>(p.num_rows), threads, 0, stream>>>(
+      p.x, p.residual, static_cast<const W*>(p.weight.data), p.eps, p.dim, p.out, p.out_f32);
 }
 
 template <typename T, typename W>
@@ -97,24 +105,24 @@ void launch_gated(const GatedRmsNormCudaParams<T>& p, cudaStream_t stream) {
 
 }  // namespace
 
-template <typename T>
-void rmsnorm_cuda(const RmsNormCudaParams<T>& p, CUstream_st* stream) {
+template <typename T, typename R>
+void rmsnorm_cuda(const RmsNormCudaParams<T, R>& p, CUstream_st* stream) {
   KL_CHECK(p.num_rows >= 0 && p.num_rows <= 0x7fffffff, "rmsnorm_cuda: num_rows {} out of range",
            p.num_rows);
   KL_CHECK(p.dim > 0, "rmsnorm_cuda: dim {} must be positive", p.dim);
   KL_CHECK(p.weight.numel() == p.dim, "rmsnorm_cuda: weight has {} values, expected dim {}",
            p.weight.numel(), p.dim);
   if (p.num_rows == 0) return;
-  KL_CHECK(p.x && p.out && p.weight.data, "rmsnorm_cuda: null device pointer");
+  KL_CHECK((p.x || p.residual) && p.out && p.weight.data, "rmsnorm_cuda: null device pointer");
   switch (p.weight.dtype) {
     case DType::kF32:
-      launch<T, float>(p, stream);
+      launch<T, R, float>(p, stream);
       break;
     case DType::kBF16:
-      launch<T, __nv_bfloat16>(p, stream);
+      launch<T, R, __nv_bfloat16>(p, stream);
       break;
     case DType::kF16:
-      launch<T, __half>(p, stream);
+      launch<T, R, __half>(p, stream);
       break;
   }
   KL_CUDA_CHECK_LAUNCH("rmsnorm_cuda");
@@ -143,8 +151,11 @@ void gated_rmsnorm_cuda(const GatedRmsNormCudaParams<T>& p, CUstream_st* stream)
   KL_CUDA_CHECK_LAUNCH("gated_rmsnorm_cuda");
 }
 
-template void rmsnorm_cuda<float>(const RmsNormCudaParams<float>&, CUstream_st*);
-template void rmsnorm_cuda<__nv_bfloat16>(const RmsNormCudaParams<__nv_bfloat16>&, CUstream_st*);
+template void rmsnorm_cuda<float, float>(const RmsNormCudaParams<float, float>&, CUstream_st*);
+template void rmsnorm_cuda<__nv_bfloat16, __nv_bfloat16>(
+    const RmsNormCudaParams<__nv_bfloat16, __nv_bfloat16>&, CUstream_st*);
+template void rmsnorm_cuda<__nv_bfloat16, float>(const RmsNormCudaParams<__nv_bfloat16, float>&,
+                                                 CUstream_st*);
 template void gated_rmsnorm_cuda<float>(const GatedRmsNormCudaParams<float>&, CUstream_st*);
 template void gated_rmsnorm_cuda<__nv_bfloat16>(const GatedRmsNormCudaParams<__nv_bfloat16>&,
                                                 CUstream_st*);

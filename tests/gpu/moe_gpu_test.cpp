@@ -187,13 +187,15 @@ struct RouterCheck {
   int flips = 0;
   double max_weight_diff = 0;
 };
-RouterCheck check_router(const HostModel& h, const std::vector<float>& x,
-                         const std::vector<int64_t>& tokens, const std::vector<int32_t>& gpu_ids,
-                         const std::vector<float>& gpu_w) {
+// moe_router_ref on the CPU's fp32 logits of the rows `tokens` of x.
+void router_ref(const HostModel& h, const std::vector<float>& x, const std::vector<int64_t>& tokens,
+                std::vector<float>& logits, std::vector<int32_t>& ids, std::vector<float>& w) {
   const Config& c = h.c;
   const int64_t E = c.experts, K = c.top_k, n = tokens.size();
-  std::vector<float> xs(n * c.hidden), logits(n * E), w(n * K);
-  std::vector<int32_t> ids(n * K);
+  std::vector<float> xs(n * c.hidden);
+  logits.assign(n * E, 0.f);
+  ids.assign(n * K, 0);
+  w.assign(n * K, 0.f);
   for (int64_t i = 0; i < n; ++i)
     std::copy_n(x.data() + tokens[i] * c.hidden, c.hidden, xs.data() + i * c.hidden);
   gemm_ref({.x = xs.data(),
@@ -211,6 +213,16 @@ RouterCheck check_router(const HostModel& h, const std::vector<float>& x,
                   .routed_scaling = c.scaling,
                   .expert_ids = ids.data(),
                   .weights = w.data()});
+}
+
+RouterCheck check_router(const HostModel& h, const std::vector<float>& x,
+                         const std::vector<int64_t>& tokens, const std::vector<int32_t>& gpu_ids,
+                         const std::vector<float>& gpu_w) {
+  const Config& c = h.c;
+  const int64_t E = c.experts, K = c.top_k, n = tokens.size();
+  std::vector<float> logits, w;
+  std::vector<int32_t> ids;
+  router_ref(h, x, tokens, logits, ids, w);
   RouterCheck rc;
   const int64_t per_group = E / c.groups;
   for (int64_t i = 0; i < n; ++i) {
@@ -414,4 +426,59 @@ TEST_CASE("gpu moe runner rejects mismatched parameters", "[gpu][moe]") {
   CHECK_THROWS(runner.run<float>(gemm, p, nullptr));
   MoeCudaParams<__nv_bfloat16> pb;  // wrong activation type for this runner
   CHECK_THROWS(runner.run<__nv_bfloat16>(gemm, pb, nullptr));
+}
+
+// bf16 activations whose router reads the fp32 rows (router_x, what the forward pass passes): the
+// selection must be moe_router_ref's on the fp32 rows, not on their bf16 rounding, while the
+// experts still consume the bf16 rows.
+TEST_CASE("gpu moe bf16 router reads the fp32 rows when given", "[gpu][moe][bf16]") {
+  using T = __nv_bfloat16;
+  const HostModel& h = host_model(kReal);
+  DeviceModel<T> dm(h);
+  GemmRunner gemm;
+  const int64_t n = 300, K = kReal.top_k, D = kReal.hidden;
+  MoeRunner runner(dm.dims, n, true);
+  const std::vector<float> x32 = random_normal(n * D, 7001, 1.f);
+  std::vector<float> xb(x32.size());
+  std::vector<T> xt(x32.size());
+  for (size_t i = 0; i < x32.size(); ++i) {
+    xb[i] = round_to_bf16(x32[i]);
+    xt[i] = static_cast<T>(xb[i]);
+  }
+  DeviceBuffer<T> dx(xt), dout(n * D);
+  DeviceBuffer<float> dx32(x32), dw(n * K);
+  DeviceBuffer<int32_t> dids(n * K);
+  MoeCudaParams<T> p = dm.params(dx.get(), n, dout.get(), dids.get(), dw.get());
+  p.router_x = dx32.get();
+  runner.run<T>(gemm, p, nullptr);
+  const std::vector<int32_t> gpu_ids = dids.to_host();
+  const std::vector<float> gpu_w = dw.to_host();
+  const std::vector<float> got = to_float(dout.to_host());
+
+  std::vector<int64_t> tokens(n);
+  for (int64_t t = 0; t < n; ++t) tokens[t] = t;
+  const RouterCheck rc = check_router(h, x32, tokens, gpu_ids, gpu_w);
+  CHECK(rc.max_weight_diff <= 1e-5);
+  // The test tells the two inputs apart only if their selections differ on some tokens.
+  std::vector<float> logits, w32, wb;
+  std::vector<int32_t> ids32, idsb;
+  router_ref(h, x32, tokens, logits, ids32, w32);
+  router_ref(h, xb, tokens, logits, idsb, wb);
+  int differ = 0;
+  for (int64_t t = 0; t < n; ++t)
+    differ += !std::equal(ids32.begin() + t * K, ids32.begin() + (t + 1) * K, idsb.begin() + t * K);
+  std::printf(
+      "moe bf16 router_x: %d of %lld tokens select other experts from the bf16 rows; "
+      "GPU flips vs the fp32 rows %d\n",
+      differ, (long long)n, rc.flips);
+  CHECK(differ > 0);
+
+  // The experts' outputs: the bf16 twin on the bf16 rows with the GPU's choices (bound as in
+  // run_case).
+  std::vector<float> want(n * D);
+  parallel_for(n, [&](int64_t t) {
+    bf16_twin_token(h, xb.data() + t * D, gpu_ids.data() + t * K, gpu_w.data() + t * K,
+                    want.data() + t * D);
+  });
+  CHECK(rel_l2(got, want) <= 2e-3);
 }

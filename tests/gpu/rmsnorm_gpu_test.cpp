@@ -109,3 +109,59 @@ TEST_CASE("gpu rmsnorm bf16 matches a CPU twin rounding to bf16 where the kernel
     CHECK(flips <= static_cast<int>(got.size() / 100));
   }
 }
+
+// The form the bf16 forward pass uses: bf16 activations, the residual stream in fp32, and the
+// router's fp32 copy of the normed rows. Also the first layer's form (no x: the residual is the
+// embedding, normalised as it is).
+TEST_CASE("gpu rmsnorm bf16 with an fp32 residual stream and fp32 output", "[gpu][norm][bf16]") {
+  for (int64_t dim : {2304, 128, 9}) {
+    for (bool with_x : {true, false}) {
+      const int64_t rows = 64;
+      const auto xf = to_bf16(random_normal(rows * dim, 40 + dim, 1.f));
+      const auto res = random_normal(rows * dim, 50 + dim, 2.f);
+      const auto w = to_bf16(random_uniform(dim, 60 + dim, 0.5f, 1.5f));
+      // Twin: residual' = residual + x in fp32 (no rounding); r = bf16(v * inv); out = bf16(r*w);
+      // out_f32 = v * inv * w in fp32.
+      std::vector<float> want(rows * dim), want_f32(rows * dim), want_res(rows * dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        double ss = 0;
+        for (int64_t c = 0; c < dim; ++c) {
+          const int64_t i = r * dim + c;
+          want_res[i] = with_x ? res[i] + bf16_to_f32(xf[i]) : res[i];
+          ss += double(want_res[i]) * want_res[i];
+        }
+        const float inv = 1.f / std::sqrt(static_cast<float>(ss / dim) + 1e-5f);
+        for (int64_t c = 0; c < dim; ++c) {
+          const int64_t i = r * dim + c;
+          want[i] = round_to_bf16(round_to_bf16(want_res[i] * inv) * bf16_to_f32(w[c]));
+          want_f32[i] = want_res[i] * inv * bf16_to_f32(w[c]);
+        }
+      }
+      DeviceBuffer<uint16_t> dx(xf), dout(rows * dim), dw(w);
+      DeviceBuffer<float> dres(res), dout_f32(rows * dim);
+      RmsNormCudaParams<__nv_bfloat16, float> p;
+      p.x = with_x ? reinterpret_cast<const __nv_bfloat16*>(dx.get()) : nullptr;
+      p.residual = dres.get();
+      p.weight = weight_view(dw.get(), DType::kBF16, dim);
+      p.eps = 1e-5f;
+      p.num_rows = rows;
+      p.dim = dim;
+      p.out = reinterpret_cast<__nv_bfloat16*>(dout.get());
+      p.out_f32 = dout_f32.get();
+      rmsnorm_cuda(p, nullptr);
+      std::vector<float> got;
+      for (uint16_t b : dout.to_host()) got.push_back(bf16_to_f32(b));
+      INFO("dim " << dim << (with_x ? " with x" : " residual only"));
+      CHECK(rel_l2(dres.to_host(), want_res) == 0.0);  // one fp32 add per element: bit-exact
+      // out_f32: only the sum of squares' order differs (a few fp32 ulps of inv).
+      CHECK(rel_l2(dout_f32.to_host(), want_f32) <= 1e-6);
+      // out: as in the bf16 test above, an ulp of inv may flip a bf16 rounding on a few elements.
+      int flips = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK(std::fabs(got[i] - want[i]) <= std::ldexp(std::fabs(want[i]), -7));
+        flips += got[i] != want[i];
+      }
+      CHECK(flips <= static_cast<int>(got.size() / 100));
+    }
+  }
+}

@@ -1,7 +1,8 @@
 // The forward pass on the GPU: the same sequence of ops as cpu_forward.cpp (spec 3.1-3.5), each on
 // its CUDA kernel, over a varlen batch. Row-wise ops run over all of the step's rows at once;
 // short conv, KDA and MLA attention take the batch's varlen metadata. The residual adds are fused
-// into the next RMSNorm (h += delta; normed = norm(h)).
+// into the next RMSNorm (h += delta; normed = norm(h)); the residual stream h is fp32 under both
+// activation types.
 #include "engine/exec/cuda/cuda_forward.h"
 
 #include <cuda_bf16.h>
@@ -78,6 +79,12 @@ MoeDims moe_dims(const ModelConfig& c) {
   return d;
 }
 
+// T: the activation type. The residual stream h_ is fp32 for both: under bf16 activations the
+// hidden state between layers stays in fp32 and the MoE router reads the post-attention norm's
+// fp32 output (normed_f32_). Both cost little (a few KB per token) and halve the logits' error
+// against the fp32 reference: HF's bf16 run rounds the residual to bf16 at each of the twelve
+// adds, and router gaps of a few 1e-3 (bf16 noise) then flip experts (DESIGN numerics contract,
+// README "Numerics").
 template <typename T>
 class Forward final : public CudaForward {
  public:
@@ -91,7 +98,7 @@ class Forward final : public CudaForward {
       return arrays_.back().template as<char>();
     };
     arrays_.reserve(32);
-    h_ = reinterpret_cast<T*>(alloc(N * D, act));
+    h_ = reinterpret_cast<float*>(alloc(N * D, 4));
     normed_ = reinterpret_cast<T*>(alloc(N * D, act));
     delta_ = reinterpret_cast<T*>(alloc(N * D, act));
     if (c.plan.num_kda_layers > 0) {
@@ -121,12 +128,13 @@ class Forward final : public CudaForward {
     ffn_gate_ = reinterpret_cast<T*>(alloc(N * std::max<int64_t>(inter, 1), act));
     ffn_up_ = reinterpret_cast<T*>(alloc(N * std::max<int64_t>(inter, 1), act));
     if (any_moe) moe_ = std::make_unique<MoeRunner>(moe_dims(c), N, act == 2);
-    const int64_t R = std::max<int64_t>(limits.max_logit_rows, 1);
-    rows_h_ = reinterpret_cast<T*>(alloc(R * D, act));
-    rows_d_ = reinterpret_cast<T*>(alloc(R * D, act));
-    logits_t_ = reinterpret_cast<T*>(alloc(R * c.vocab_size, act));
+    if (any_moe && act != 4) normed_f32_ = reinterpret_cast<float*>(alloc(N * D, 4));
+    const int64_t rows = std::max<int64_t>(limits.max_logit_rows, 1);
+    rows_h_ = reinterpret_cast<float*>(alloc(rows * D, 4));
+    rows_d_ = reinterpret_cast<T*>(alloc(rows * D, act));
+    logits_t_ = reinterpret_cast<T*>(alloc(rows * c.vocab_size, act));
     logits_ = act == 4 ? reinterpret_cast<float*>(logits_t_)
-                       : reinterpret_cast<float*>(alloc(R * c.vocab_size, 4));
+                       : reinterpret_cast<float*>(alloc(rows * c.vocab_size, 4));
   }
 
   int64_t workspace_bytes() const override {
@@ -144,20 +152,22 @@ class Forward final : public CudaForward {
     if (N_ == 0) return;
     {
       auto scope = prof_.scope(KernelClass::kOther, s);
-      embedding_cuda<T>(
+      embedding_cuda<float>(
           {.token_ids = b.d_token_ids, .num_tokens = N_, .table = w_.embed_tokens, .out = h_}, s);
     }
     bool first = true;
     for (const LayerSpec& layer : c_.plan.layers) {
       const LayerWeights& lw = w_.layers[layer.index];
-      // h += delta (the previous layer's FFN output); normed = input_layernorm(h).
-      norm(first ? h_ : delta_, first ? nullptr : h_, lw.input_layernorm, N_, normed_, s);
+      // h += delta (the previous layer's FFN output; none before the first layer);
+      // normed = input_layernorm(h).
+      norm(first ? nullptr : delta_, h_, lw.input_layernorm, N_, normed_, s);
       first = false;
       if (layer.mixer == MixerKind::kKda)
         kda_mixer(b, caches, layer, lw.kda, s);
       else
         mla_mixer(b, caches, layer, lw.mla, s);
-      norm(delta_, h_, lw.post_attention_layernorm, N_, normed_, s);
+      norm(delta_, h_, lw.post_attention_layernorm, N_, normed_, s,
+           layer.ffn == FfnKind::kMoe ? normed_f32_ : nullptr);
       if (layer.ffn == FfnKind::kDense)
         dense_ffn(lw.dense, normed_, delta_, false, s);
       else
@@ -173,13 +183,13 @@ class Forward final : public CudaForward {
     // The last layer's residual add and the final norm, on the chosen rows only.
     {
       auto scope = prof_.scope(KernelClass::kOther, s);
-      gather_rows_cuda<T>({.src = h_,
-                           .src_stride = D,
-                           .rows = d_rows,
-                           .num_rows = count,
-                           .cols = D,
-                           .dst = rows_h_},
-                          s);
+      gather_rows_cuda<float>({.src = h_,
+                               .src_stride = D,
+                               .rows = d_rows,
+                               .num_rows = count,
+                               .cols = D,
+                               .dst = rows_h_},
+                              s);
       gather_rows_cuda<T>({.src = delta_,
                            .src_stride = D,
                            .rows = d_rows,
@@ -199,8 +209,9 @@ class Forward final : public CudaForward {
   KernelProfiler& profiler() override { return prof_; }
 
  private:
-  void norm(const T* x, T* residual, const WeightView& w, int64_t rows, T* out, CudaStream s) {
-    RmsNormCudaParams<T> p;
+  void norm(const T* x, float* residual, const WeightView& w, int64_t rows, T* out, CudaStream s,
+            float* out_f32 = nullptr) {
+    RmsNormCudaParams<T, float> p;
     p.x = x;
     p.residual = residual;
     p.weight = w;
@@ -208,6 +219,7 @@ class Forward final : public CudaForward {
     p.num_rows = rows;
     p.dim = c_.hidden_size;
     p.out = out;
+    p.out_f32 = out_f32;
     auto scope = prof_.scope(KernelClass::kNorm, s);
     rmsnorm_cuda<T>(p, s);
   }
@@ -389,6 +401,7 @@ class Forward final : public CudaForward {
     const DeviceMoeLayer& experts = m_.moe(layer.index);
     MoeCudaParams<T> p;
     p.x = normed_;
+    p.router_x = normed_f32_;
     p.num_tokens = N_;
     p.router = static_cast<const float*>(w.router.data);
     p.correction_bias = w.correction_bias;
@@ -413,14 +426,17 @@ class Forward final : public CudaForward {
   std::unique_ptr<MoeRunner> moe_;
   std::vector<DeviceArray> arrays_;
   int64_t N_ = 0;
-  T *h_ = nullptr, *normed_ = nullptr, *delta_ = nullptr;
+  float* h_ = nullptr;
+  T *normed_ = nullptr, *delta_ = nullptr;
+  float* normed_f32_ = nullptr;
   T* proj_[3] = {};
   T* conv_[3] = {};
   T *low_ = nullptr, *fz_ = nullptr, *braw_ = nullptr, *o_ = nullptr;
   float *g_ = nullptr, *beta_ = nullptr;
   T *q_ = nullptr, *kv_ = nullptr, *attn_ = nullptr;
   T *ffn_gate_ = nullptr, *ffn_up_ = nullptr;
-  T *rows_h_ = nullptr, *rows_d_ = nullptr, *logits_t_ = nullptr;
+  float* rows_h_ = nullptr;
+  T *rows_d_ = nullptr, *logits_t_ = nullptr;
   float* logits_ = nullptr;
 };
 
