@@ -277,8 +277,12 @@ void Session::start_stream(StreamResponse s) {
     return lower(h.first) == "cache-control";
   });
   if (!has_cache_control) s.headers.emplace_back("Cache-Control", "no-cache");
-  pending_ += head(s.status, s.content_type, s.headers,
-                   http10_ ? std::string() : std::string("Transfer-Encoding: chunked\r\n"));
+  deferred_head_.reset();
+  if (s.head_with_first_data)
+    deferred_head_ = DeferredHead{s.status, std::move(s.content_type), std::move(s.headers)};
+  else
+    pending_ += head(s.status, s.content_type, s.headers,
+                     http10_ ? std::string() : std::string("Transfer-Encoding: chunked\r\n"));
   std::weak_ptr<Session> weak = shared_from_this();
   source_->set_wakeup([weak] {
     if (auto self = weak.lock()) self->wake();
@@ -302,6 +306,13 @@ void Session::pump() {
   try {
     while (unsent() < limit) {
       StreamSource::Chunk c = source_->pull(limit - unsent());
+      if (deferred_head_ && (!c.data.empty() || c.done)) {
+        if (c.status != 0) resp_status_ = deferred_head_->status = c.status;
+        pending_ +=
+            head(deferred_head_->status, deferred_head_->content_type, deferred_head_->headers,
+                 http10_ ? std::string() : std::string("Transfer-Encoding: chunked\r\n"));
+        deferred_head_.reset();
+      }
       if (!c.data.empty()) {
         resp_bytes_ += c.data.size();
         if (http10_) {
@@ -321,9 +332,17 @@ void Session::pump() {
       if (c.data.empty()) break;  // nothing now: the source's wake-up brings us back
     }
   } catch (const std::exception& e) {
-    // Mid-stream there is no status left to send: end the connection.
     shared_.log->error("{} {} {}: stream source failed: {}", remote_, req_method_, req_target_,
                        e.what());
+    if (deferred_head_) {  // nothing sent yet: the client still gets a status
+      source_->cancel();
+      source_done_ = true;
+      deferred_head_.reset();
+      close_after_ = true;
+      send_plain(error_response(500, "internal server error"));
+      return;
+    }
+    // Mid-stream there is no status left to send: end the connection.
     close(nullptr);
     return;
   }
@@ -382,6 +401,7 @@ void Session::finish_response() {
   log_request();
   source_.reset();
   source_done_ = false;
+  deferred_head_.reset();
   response_complete_ = false;
   write_timer_.cancel();
   if (linger_after_) {

@@ -114,6 +114,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::unique_ptr<StreamSource> source_;
   bool source_done_ = false;
+  // A stream whose head waits for its first bytes (StreamResponse::head_with_first_data).
+  struct DeferredHead {
+    int status = 200;
+    std::string content_type;
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  std::optional<DeferredHead> deferred_head_;
   std::atomic<bool> wake_posted_{false};  // coalesces wake-ups (engine thread) into one post
   bool watching_ = false;
   bool read_after_watch_ = false;

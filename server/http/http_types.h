@@ -38,6 +38,9 @@ class StreamSource {
   struct Chunk {
     std::string data;   // bytes to write now (may be empty: nothing yet)
     bool done = false;  // no more data after this chunk
+    // Only for a response whose head waits for its body (StreamResponse::head_with_first_data):
+    // the status to send instead of the response's, e.g. 500 for a generation that failed.
+    int status = 0;
   };
   virtual ~StreamSource() = default;
   virtual void set_wakeup(std::function<void()> wake) = 0;
@@ -50,6 +53,10 @@ struct StreamResponse {
   std::string content_type = "text/event-stream";
   std::vector<std::pair<std::string, std::string>> headers;
   std::unique_ptr<StreamSource> source;
+  // A body produced whole at the end (a non-streamed generation): the head goes out with the
+  // first bytes, so a failure before then still reaches the client as its error status (the
+  // first chunk's `status`) instead of a 200 with an error body.
+  bool head_with_first_data = false;
 };
 
 using HandlerResult = std::variant<Response, StreamResponse>;

@@ -61,6 +61,7 @@ http::StreamSource::Chunk GenerationSource::pull(size_t max_bytes) {
   const size_t avail = out_.size() - out_pos_;
   const size_t take = max_bytes == 0 ? avail : std::min(max_bytes, avail);
   Chunk c;
+  c.status = error_status_;
   c.data = out_.substr(out_pos_, take);
   out_pos_ += take;
   if (out_pos_ == out_.size()) {
@@ -124,6 +125,8 @@ void GenerationSource::advance() {
     cancel_runs();
     const json err = error_json(500, error_);
     out_ += opt_.stream ? sse_event(err) + kSseDone : dump_json(err);
+    // A stream has sent its 200 already; a whole-body response's head waits for this chunk.
+    if (!opt_.stream) error_status_ = 500;
     finished_ = true;
     return;
   }

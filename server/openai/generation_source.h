@@ -110,6 +110,7 @@ class GenerationSource final : public http::StreamSource {
   bool finished_ = false;
   bool cancelled_ = false;
   std::string error_;
+  int error_status_ = 0;  // non-streamed: the status the failed response goes out with
 };
 
 }  // namespace kl::openai

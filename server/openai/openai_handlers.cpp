@@ -98,6 +98,9 @@ http::StreamResponse stream_response(ServingContext& ctx, SourceOptions o,
   resp.status = 200;
   resp.content_type = o.stream ? "text/event-stream" : "application/json";
   if (o.stream) resp.headers.emplace_back("Cache-Control", "no-cache");
+  // One JSON document at the end: its status is known only then (200, or 500 if the engine
+  // failed the request).
+  resp.head_with_first_data = !o.stream;
   resp.source = std::make_unique<GenerationSource>(ctx, std::move(o), std::move(runs));
   return resp;
 }

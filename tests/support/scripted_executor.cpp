@@ -88,6 +88,15 @@ StepResult ScriptedExecutor::execute(const StepPlan& plan) {
 
 StepResult ScriptedExecutor::run_step(StepPlan plan, Clock::time_point) {
   if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
+  const int64_t fatal_from = fatal_from_.load();
+  if (fatal_from > 0 && ++executed_ >= fatal_from) {
+    StepResult r;
+    r.step_id = plan.step_id;
+    r.ok = false;
+    r.fatal = true;
+    r.error = "CUDA error: an illegal memory access was encountered (scripted)";
+    return r;
+  }
   return execute(plan);
 }
 

@@ -3,6 +3,7 @@
 // deterministic fake logprobs and prompt logprobs, running on its own thread like a real one.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -24,6 +25,10 @@ class ScriptedExecutor final : public ThreadedExecutor {
                    int64_t num_pages = 64, int64_t num_state_blocks = 16,
                    std::chrono::microseconds step_delay = std::chrono::microseconds(0));
   ~ScriptedExecutor() override;
+
+  // From the `n`-th executed step on (counted from 1), every step reports a fatal error, as the
+  // CUDA executor does after a device fault. 0: never.
+  void set_fatal_from_step(int64_t n) { fatal_from_ = n; }
 
   int64_t num_pages() const override { return num_pages_; }
   int64_t num_state_blocks() const override { return num_blocks_; }
@@ -52,6 +57,8 @@ class ScriptedExecutor final : public ThreadedExecutor {
     uint64_t last_step = 0;
     int k = -1;
   };
+  std::atomic<int64_t> fatal_from_{0};
+  int64_t executed_ = 0;                           // executor thread only
   std::unordered_map<int64_t, SeqState> seqs_;     // executor thread only
   std::map<std::vector<int32_t>, Series> series_;  // per prompt: the latest request's samples
 };

@@ -150,3 +150,43 @@ TEST_CASE("over HTTP: a multi-byte character split across tokens is never split 
         "a\xE4\xBD\xA0\xE5\xA5\xBD"
         "b");
 }
+
+// A request the engine fails after it was accepted (here: a fatal executor error on the third
+// step). A non-streamed response has sent nothing yet, so it carries the error's status, not a
+// 200 with an error body; a stream has sent its 200 and ends with an error event and [DONE].
+TEST_CASE("over HTTP: an engine failure is a 500 for a non-streamed request, an event in a stream",
+          "[openai][http][errors]") {
+  SECTION("non-streamed") {
+    ServedFixture s([](const std::vector<int32_t>&, int) { return enc(" a b c d e f g h i j"); });
+    s.f.executor->set_fatal_from_step(3);
+    HttpTestClient c(s.server->port());
+    c.send_request("POST", "/v1/completions", "Content-Type: application/json\r\n",
+                   json({{"prompt", "Hello"}, {"max_tokens", 8}}).dump());
+    auto reply = c.read_reply();
+    REQUIRE(reply.has_value());
+    CHECK(reply->status == 500);
+    CHECK(reply->headers["content-type"] == "application/json");
+    const json body = json::parse(reply->body);
+    CHECK_THAT(body["error"]["message"].get<std::string>(),
+               Catch::Contains("illegal memory access"));
+    CHECK(body["error"]["code"] == 500);
+  }
+  SECTION("streamed") {
+    ServedFixture s([](const std::vector<int32_t>&, int) { return enc(" a b c d e f g h i j"); });
+    s.f.executor->set_fatal_from_step(3);
+    const auto events =
+        s.stream("/v1/completions", {{"prompt", "Hello"}, {"max_tokens", 8}, {"stream", true}});
+    REQUIRE(!events.empty());
+    CHECK(events.back().contains("error"));
+  }
+  SECTION("non-streamed, no failure: still a 200 with the completion") {
+    ServedFixture s([](const std::vector<int32_t>&, int) { return enc(" a b"); });
+    HttpTestClient c(s.server->port());
+    c.send_request("POST", "/v1/completions", "Content-Type: application/json\r\n",
+                   json({{"prompt", "Hello"}, {"max_tokens", 16}}).dump());
+    auto reply = c.read_reply();
+    REQUIRE(reply.has_value());
+    CHECK(reply->status == 200);
+    CHECK(json::parse(reply->body)["choices"][0]["text"] == " a b");
+  }
+}

@@ -48,9 +48,10 @@ OpenAiFixture::OpenAiFixture(ScriptedExecutor::Script script, bool with_tokenize
   c.scheduler.max_num_seqs = 8;
   c.scheduler.max_model_len = max_model_len;
   c.scheduler.eos_token_ids = openai_control_ids().stop_ids();
-  engine = std::make_unique<Engine>(
-      c, std::make_unique<ScriptedExecutor>(std::move(script), openai_control_ids().im_end,
-                                            tok::kDefaultNumRegularTokens));
+  auto exec = std::make_unique<ScriptedExecutor>(std::move(script), openai_control_ids().im_end,
+                                                 tok::kDefaultNumRegularTokens);
+  executor = exec.get();
+  engine = std::make_unique<Engine>(c, std::move(exec));
   metrics = std::make_unique<Metrics>("test-model");
   ctx.engine = engine.get();
   if (with_tokenizer) {
@@ -94,6 +95,8 @@ HttpResult collect(http::HandlerResult r, size_t max_bytes) {
   for (;;) {
     http::StreamSource::Chunk c = s.source->pull(max_bytes);
     REQUIRE(c.data.size() <= max_bytes);
+    // As the transport: a deferred head takes the status of the first bytes.
+    if (s.head_with_first_data && out.body.empty() && c.status != 0) out.status = c.status;
     out.body += c.data;
     if (c.done) break;
     if (!c.data.empty()) continue;

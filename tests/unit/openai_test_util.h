@@ -28,6 +28,7 @@ struct OpenAiFixture {
                          int64_t max_model_len = 256, int64_t max_num_waiting = 64);
   ~OpenAiFixture();
 
+  ScriptedExecutor* executor = nullptr;  // owned by the engine
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Metrics> metrics;
   ServingContext ctx;
