@@ -2,7 +2,8 @@
 // at several batch sizes on synthetic caches, prefill tok/s and TTFT, the share of a decode step
 // per kernel class, and, in the same run, the GPU's measured ceilings (device-to-device copy
 // bandwidth and a large cuBLAS bf16 GEMM) with every figure's ratio to its floor
-// (../shared/perf/ROOFLINE.md). Weights are dummy, generated on the GPU.
+// (../shared/perf/ROOFLINE.md), the floors derived from the config (so a cut-down model gets its
+// own). Weights are dummy, generated on the GPU.
 //   kl_gpu_bench --config CONFIG.json [--context 4096] [--batches 1,8,64,256] [--steps 20]
 //                [--prefill 4096] [--prefill-seqs 1,8] [--mem 0.92] [--max-batched 16384]
 #include <cuda_bf16.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -28,20 +30,55 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// ROOFLINE.md's memory floors of a decode step at 4K context (H200, at its ~4.3 TB/s copy rate),
-// as bytes moved per step; our floor is those bytes over this run's measured copy bandwidth.
-constexpr double kRooflineCopyBw = 4.3e12;
-double roofline_decode_floor_ms(int batch) {
-  const std::vector<std::pair<int, double>> table = {
-      {1, 1.47}, {8, 5.9}, {64, 21.6}, {256, 29.8}, {472, 35.8}};
-  for (size_t i = 0; i + 1 < table.size(); ++i)
-    if (batch <= table[i + 1].first) {  // linear in between
-      const auto [b0, t0] = table[i];
-      const auto [b1, t1] = table[i + 1];
-      if (batch <= b0) return t0;
-      return t0 + (t1 - t0) * (batch - b0) / (b1 - b0);
-    }
-  return table.back().second;
+// The bytes a decode step must move (ROOFLINE.md's model; for the real config this reproduces its
+// table: 1.47, 5.9, 21.6, 29.8 and 35.8 ms at batch 1, 8, 64, 256, 472 and 4.3 TB/s): every
+// weight once except the routed experts and the embedding; per MoE layer the experts the batch
+// touches under uniform routing, E (1 - (1 - k/E)^B) of them; the embedding's B rows; each
+// sequence's MLA latent cache (bf16); the KDA fp32 state and the conv windows, read and written.
+// Derived from the config, so a cut-down model (fewer layers) gets its own floor.
+double decode_floor_bytes(const ModelConfig& c, const WeightStore& layout, int batch, int context) {
+  double fixed = 0, experts = 0;
+  for (const TensorInfo& t : layout.tensors()) {
+    if (t.name.find(".block_sparse_moe.experts.") != std::string::npos)
+      experts += static_cast<double>(t.nbytes);
+    else if (t.name == "model.embed_tokens.weight")
+      fixed += static_cast<double>(t.nbytes) / c.vocab_size * batch;
+    else
+      fixed += static_cast<double>(t.nbytes);
+  }
+  const double touched =
+      c.num_experts > 0
+          ? 1.0 - std::pow(1.0 - double(c.num_experts_per_token) / c.num_experts, batch)
+          : 0.0;
+  const double mla = double(batch) * context * c.plan.num_mla_layers * c.mla_cache_dim() * 2;
+  const double kda_state = double(c.kda_num_heads) * c.kda_head_dim * c.kda_head_dim * 4;
+  const double conv = 3.0 * (c.short_conv_kernel_size - 1) * c.kda_dim() * 2;
+  const double kda = double(batch) * c.plan.num_kda_layers * 2 * (kda_state + conv);
+  return fixed + experts * touched + mla + kda;
+}
+
+// The FLOPs of prefilling `seqs` prompts of `len` tokens: 2 per weight the token activates
+// (every weight but the embedding, the lm_head and the unselected experts), the lm_head on one
+// row per prompt, and causal MLA attention (QK^T over qk_nope + qk_rope, PV over v, half the
+// L x L square). For the real config and one 4K prompt: 23.6 TFLOP, ROOFLINE.md's 30 ms at
+// 790 TFLOP/s.
+double prefill_floor_flops(const ModelConfig& c, const WeightStore& layout, int seqs, int len) {
+  double active = 0, lm_head = 0;
+  const double expert_share =
+      c.num_experts > 0 ? double(c.num_experts_per_token) / c.num_experts : 0.0;
+  for (const TensorInfo& t : layout.tensors()) {
+    double n = 1;
+    for (int64_t d : t.shape) n *= double(d);
+    if (t.name == "lm_head.weight")
+      lm_head = n;
+    else if (t.name.find(".block_sparse_moe.experts.") != std::string::npos)
+      active += n * expert_share;
+    else if (t.name != "model.embed_tokens.weight")
+      active += n;
+  }
+  const double attn = c.plan.num_mla_layers * 2.0 * c.num_attention_heads *
+                      (c.mla_q_head_dim() + c.v_head_dim) * double(len) * len / 2;
+  return seqs * (2.0 * len * active + 2.0 * lm_head + attn);
 }
 
 std::vector<int> parse_list(const std::string& s) {
@@ -241,7 +278,7 @@ int main(int argc, char** argv) {
       run_steps(5);
       exec.set_profile(false);
       exec.set_cuda_graphs(true);
-      const double floor = roofline_decode_floor_ms(b) * kRooflineCopyBw / copy_bw;
+      const double floor = decode_floor_bytes(config, layout, b, context) / copy_bw * 1e3;
       fmt::print(
           "decode batch {:3d} ctx {}: TPOT {:.2f} ms with CUDA graphs ({:.2f} ms eager), "
           "{:.0f} tok/s, floor {:.2f} ms, {:.1f}% of floor\n  step share (eager): {}\n",
@@ -286,7 +323,7 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       run_prefill();
       const double ms = ms_since(t0);
-      const double floor = 30.0 * P * prefill_len / 4096.0 * 790.0 / gemm_tflops;
+      const double floor = prefill_floor_flops(config, layout, P, prefill_len) / gemm_tflops / 1e9;
       fmt::print(
           "prefill {} x {}: TTFT {:.1f} ms, {:.0f} tok/s, compute floor {:.1f} ms, "
           "{:.1f}% of floor\n",
