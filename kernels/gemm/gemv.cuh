@@ -24,7 +24,7 @@ constexpr int kGemvThreads = 256;  // 8 warps = 8 output columns per block
 constexpr int kColsPerBlock = kGemvThreads / kWarp;
 
 enum class Mode {
-  kRows,    // out[r] (+)= a[r] . w for the rows r < m; one weight matrix; strided rows
+  kRows,    // out[r] = a[r] . w for the rows r < m; one weight matrix; strided rows
   kSwiglu,  // act[r] = T(silu(x . w1) * (x . w3)), x row = row_pair[r] / top_k
   kDown,    // y[row_pair[r]] = T(act[r] . w2)
 };
@@ -76,8 +76,7 @@ struct GemvArgs {
   const int32_t* num_tiles = nullptr;    // null: every tile of the grid is used
   int64_t n = 0, k = 0;
   TOut* out = nullptr;
-  int64_t out_stride = 0;   // kRows: elements between output rows; else n
-  bool accumulate = false;  // kRows: out = TOut(TOut(sum) + out), as cuBLASLt's bf16 epilogue
+  int64_t out_stride = 0;  // kRows: elements between output rows; else n
 };
 
 // Each lane sums its strided chunks of k in order, then a fixed xor-shuffle tree: a row's result
@@ -169,8 +168,6 @@ __global__ void __launch_bounds__(kGemvThreads) tile_gemv_kernel(GemvArgs<TA, TW
     if constexpr (kDual) {
       // silu_mul_ref's formula for the SwiGLU: g / (1 + exp(-g)) * up, IEEE division.
       *o = from_f32<TOut>(s0 / (1.f + expf(-s0)) * s1);
-    } else if (kMode == Mode::kRows && g.accumulate) {
-      *o = from_f32<TOut>(to_f32(from_f32<TOut>(s0)) + to_f32(*o));
     } else {
       *o = from_f32<TOut>(s0);
     }
