@@ -1,9 +1,9 @@
 // A GEMV-style kernel for memory-bound products with few rows per weight matrix (decode): one
 // warp per output column, reading the weight row once with 16-byte loads and applying it to every
 // row of its tile. Used by the MoE for small tiles: the router and the experts' gate/up + SwiGLU
-// and down (kernels/moe/moe_gemv.cu). (Tried for the dense Linear layers at m <= 8 too: no faster
-// than cuBLASLt at m = 1, where those small GEMMs are latency-bound, and 2x slower at m = 8.)
-// Device code: include only from .cu files.
+// and down (kernels/moe/moe_grouped_gemm.cu). Tried for the dense Linear layers at m <= 8 too:
+// no faster than cuBLASLt at m = 1, where those small GEMMs are latency-bound, and 2x slower at
+// m = 8. Device code: include only from .cu files.
 #pragma once
 
 #include <cuda_bf16.h>

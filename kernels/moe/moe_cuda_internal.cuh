@@ -1,6 +1,6 @@
 // Internal launchers of the CUDA MoE (moe_runner.cu drives them): the routing kernels
-// (moe_routing.cu), the tiled grouped GEMMs + combine (moe_grouped_gemm.cu) and the decode-sized
-// GEMVs (moe_gemv.cu). Include only from
+// (moe_routing.cu) and the grouped GEMMs (tiled, or GEMVs for decode-sized steps) + combine
+// (moe_grouped_gemm.cu). Include only from
 // the .cu files of kernels/moe.
 #pragma once
 
@@ -32,7 +32,8 @@ struct Permutation {
   int32_t* row_pair = nullptr;     // [max rows] pair of each padded row, -1 for padding
 };
 
-// logits[t, e] = x[t] . router[e] in fp32 FMA (x converted from T on load).
+// logits[t, e] = x[t] . router[e] in fp32 FMA (x converted from T on load); a GEMV for up to
+// 256 tokens.
 template <typename T>
 void launch_router_logits(const T* x, int64_t num_tokens, int64_t hidden, const float* router,
                           int64_t num_experts, float* logits, cudaStream_t stream);
@@ -61,30 +62,17 @@ void launch_scatter_pairs(const Permutation& perm, const int32_t* ids, int64_t n
                           cudaStream_t stream);
 
 // act[r] = T(silu(x[tok(r)] . w1[e]) * (x[tok(r)] . w3[e])) for the rows of every used tile.
+// Small tiles (decode-sized steps) run the GEMV of kernels/gemm/gemv.cuh, unrolled when few_rows
+// (the tiles hold about one row); large tiles the tiled kernel.
 template <typename T>
 void launch_gate_up(const T* x, const Permutation& perm, int64_t top_k, const T* w1, const T* w3,
-                    int64_t inter, int64_t hidden, int64_t max_tiles, int tile_m, T* act,
-                    cudaStream_t stream);
+                    int64_t inter, int64_t hidden, int64_t max_tiles, int tile_m, bool few_rows,
+                    T* act, cudaStream_t stream);
 
-// y[row_pair[r]] = T(act[r] . w2[e]) for the non-padding rows of every used tile.
+// y[row_pair[r]] = T(act[r] . w2[e]) for the non-padding rows of every used tile (same paths).
 template <typename T>
 void launch_down(const T* act, const Permutation& perm, const T* w2, int64_t hidden, int64_t inter,
-                 int64_t max_tiles, int tile_m, T* y, cudaStream_t stream);
-
-// The same two GEMMs for small tiles (decode-sized steps; moe_gemv.cu): each weight row read once
-// per tile with 16-byte loads, one warp per output column. few_rows: the tiles hold one or two
-// rows (pairs <= experts), where unrolled loads pay.
-template <typename T>
-void launch_gate_up_gemv(const T* x, const Permutation& perm, int64_t top_k, const T* w1,
-                         const T* w3, int64_t inter, int64_t hidden, int64_t max_tiles,
-                         bool few_rows, T* act, cudaStream_t stream);
-template <typename T>
-void launch_down_gemv(const T* act, const Permutation& perm, const T* w2, int64_t hidden,
-                      int64_t inter, int64_t max_tiles, bool few_rows, T* y, cudaStream_t stream);
-// logits[t, e] = x[t] . router[e] in fp32, for a few tokens (ceil(T / kSmallTileM) row tiles).
-template <typename T>
-void launch_router_logits_gemv(const T* x, int64_t num_tokens, int64_t hidden, const float* router,
-                               int64_t num_experts, float* logits, cudaStream_t stream);
+                 int64_t max_tiles, int tile_m, bool few_rows, T* y, cudaStream_t stream);
 
 // out[t] = T(sum_i weights[t, i] * y[t * top_k + i]) in fp32, slot 0 first.
 template <typename T>

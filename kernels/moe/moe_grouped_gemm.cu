@@ -1,12 +1,15 @@
 // The MoE's GEMMs on the GPU: one tiled fp32-FMA kernel (no TF32, no tensor cores yet) serves the
 // router logits, the fused gate/up + SwiGLU of the experts and their down projection, with the
-// expert of each row tile read from the device (the permutation built by moe_routing.cu); and the
-// weighted combine of the experts' outputs in selection order.
+// expert of each row tile read from the device (the permutation built by moe_routing.cu); for
+// decode-sized steps (small tiles, few tokens) the same products run as GEMVs
+// (kernels/gemm/gemv.cuh), which stream the weights; and the weighted combine of the experts'
+// outputs in selection order.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "engine/core/error.h"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/gemm/gemv.cuh"
 #include "kernels/moe/moe_cuda_internal.cuh"
 
 namespace kl::kernels::moe_detail {
@@ -18,6 +21,8 @@ using cuda::to_f32;
 constexpr int kGemmThreads = 256;  // 16 x 16 threads; thread (tx, ty) owns columns tx + 16 j
 constexpr int kThreadCols = kTileN / 16;
 constexpr int kCombineThreads = 256;
+// Up to this many tokens the router logits run as a GEMV, past it on the tiled kernel.
+constexpr int64_t kRouterGemvMaxTokens = 256;
 
 enum class Epilogue {
   kLogits,  // out fp32 [m, n], rows < m
@@ -43,20 +48,9 @@ __device__ __forceinline__ void load4(const __nv_bfloat16* p, float v[4]) {
   v[3] = hi.y;
 }
 
+// The tiled kernel reads the same arguments as the GEMV (a_stride and out_stride are k and n here).
 template <typename TA, typename TB, typename TOut>
-struct GemmArgs {
-  const TA* a = nullptr;              // A rows of k values
-  const int32_t* row_pair = nullptr;  // kSwiglu: gather A row pair / top_k; kDown: output row
-  int top_k = 1;
-  int64_t m = 0;                         // kLogits: valid rows
-  const TB* b0 = nullptr;                // [E][n, k] stacked weights
-  const TB* b1 = nullptr;                // kSwiglu: the up projection
-  int64_t b_expert_stride = 0;           // elements between experts
-  const int32_t* tile_expert = nullptr;  // null: expert 0
-  const int32_t* num_tiles = nullptr;    // null: every tile of the grid is used
-  int64_t n = 0, k = 0;
-  TOut* out = nullptr;
-};
+using GemmArgs = gemv::GemvArgs<TA, TB, TOut>;
 
 // Block = one tile of BM rows x kTileN columns; k walks in kTileK steps through shared memory,
 // the next step's global loads issued before the current step's FMAs. Every output element is one
@@ -211,11 +205,21 @@ void launch_router_logits(const T* x, int64_t num_tokens, int64_t hidden, const 
   if (num_tokens == 0) return;
   GemmArgs<T, float, float> g;
   g.a = x;
+  g.a_stride = hidden;
   g.m = num_tokens;
   g.b0 = router;
   g.n = num_experts;
   g.k = hidden;
   g.out = logits;
+  g.out_stride = num_experts;
+  // The router's weights are re-read per 16 tokens either way; for a few tokens the GEMV's many
+  // warps stream them far faster than the tiled kernel's few blocks.
+  if (num_tokens <= kRouterGemvMaxTokens) {
+    gemv::launch<T, float, float, kSmallTileM, gemv::Mode::kRows>(
+        g, cuda::ceil_div(num_tokens, kSmallTileM), num_tokens <= 2, stream,
+        "moe router_logits (gemv)");
+    return;
+  }
   const int tile_m = num_tokens >= kLargeTileM ? kLargeTileM : kSmallTileM;
   launch_gemm<T, float, float, Epilogue::kLogits>(g, tile_m, cuda::ceil_div(num_tokens, tile_m),
                                                   stream, "moe router_logits");
@@ -223,8 +227,8 @@ void launch_router_logits(const T* x, int64_t num_tokens, int64_t hidden, const 
 
 template <typename T>
 void launch_gate_up(const T* x, const Permutation& perm, int64_t top_k, const T* w1, const T* w3,
-                    int64_t inter, int64_t hidden, int64_t max_tiles, int tile_m, T* act,
-                    cudaStream_t stream) {
+                    int64_t inter, int64_t hidden, int64_t max_tiles, int tile_m, bool few_rows,
+                    T* act, cudaStream_t stream) {
   GemmArgs<T, T, T> g;
   g.a = x;
   g.row_pair = perm.row_pair;
@@ -237,12 +241,16 @@ void launch_gate_up(const T* x, const Permutation& perm, int64_t top_k, const T*
   g.n = inter;
   g.k = hidden;
   g.out = act;
-  launch_gemm<T, T, T, Epilogue::kSwiglu>(g, tile_m, max_tiles, stream, "moe gate_up");
+  if (tile_m == kSmallTileM)
+    gemv::launch<T, T, T, kSmallTileM, gemv::Mode::kSwiglu>(g, max_tiles, few_rows, stream,
+                                                            "moe gate_up (gemv)");
+  else
+    launch_gemm<T, T, T, Epilogue::kSwiglu>(g, tile_m, max_tiles, stream, "moe gate_up");
 }
 
 template <typename T>
 void launch_down(const T* act, const Permutation& perm, const T* w2, int64_t hidden, int64_t inter,
-                 int64_t max_tiles, int tile_m, T* y, cudaStream_t stream) {
+                 int64_t max_tiles, int tile_m, bool few_rows, T* y, cudaStream_t stream) {
   GemmArgs<T, T, T> g;
   g.a = act;
   g.row_pair = perm.row_pair;
@@ -253,7 +261,11 @@ void launch_down(const T* act, const Permutation& perm, const T* w2, int64_t hid
   g.n = hidden;
   g.k = inter;
   g.out = y;
-  launch_gemm<T, T, T, Epilogue::kDown>(g, tile_m, max_tiles, stream, "moe down");
+  if (tile_m == kSmallTileM)
+    gemv::launch<T, T, T, kSmallTileM, gemv::Mode::kDown>(g, max_tiles, few_rows, stream,
+                                                          "moe down (gemv)");
+  else
+    launch_gemm<T, T, T, Epilogue::kDown>(g, tile_m, max_tiles, stream, "moe down");
 }
 
 template <typename T>
@@ -273,9 +285,9 @@ void launch_combine(const T* y, const float* weights, int64_t num_tokens, int64_
   template void launch_router_logits<T>(const T*, int64_t, int64_t, const float*, int64_t, float*, \
                                         cudaStream_t);                                             \
   template void launch_gate_up<T>(const T*, const Permutation&, int64_t, const T*, const T*,       \
-                                  int64_t, int64_t, int64_t, int, T*, cudaStream_t);               \
+                                  int64_t, int64_t, int64_t, int, bool, T*, cudaStream_t);         \
   template void launch_down<T>(const T*, const Permutation&, const T*, int64_t, int64_t, int64_t,  \
-                               int, T*, cudaStream_t);                                             \
+                               int, bool, T*, cudaStream_t);                                       \
   template void launch_combine<T>(const T*, const float*, int64_t, int64_t, int64_t, T*,           \
                                   cudaStream_t);
 KL_MOE_INSTANTIATE(float)

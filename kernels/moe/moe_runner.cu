@@ -36,9 +36,6 @@ int choose_tile_m(int64_t num_tokens, int64_t top_k, int64_t num_experts) {
   return num_tokens * top_k >= 16 * num_experts ? kLargeTileM : kSmallTileM;
 }
 
-// Up to this many tokens the router logits take the GEMV (moe_gemv.cu), past it the tiled kernel.
-constexpr int64_t kRouterGemvMaxTokens = 256;
-
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
@@ -169,15 +166,8 @@ void MoeRunner::run(GemmRunner& /*gemm: the router GEMM is the MoE's own fp32 ke
   T* act = static_cast<T*>(m.act);
   T* y = static_cast<T*>(m.y);
 
-  // The router's weights are read once per 16 tokens either way; for a few tokens the GEMV's
-  // many warps stream them far faster than the tiled kernel's few blocks.
-  const bool few_tokens = T_ <= kRouterGemvMaxTokens;
-  if (p.router_x && few_tokens)
-    launch_router_logits_gemv<float>(p.router_x, T_, d.hidden, p.router, E, m.logits, stream);
-  else if (p.router_x)
+  if (p.router_x)
     launch_router_logits<float>(p.router_x, T_, d.hidden, p.router, E, m.logits, stream);
-  else if (few_tokens)
-    launch_router_logits_gemv<T>(p.x, T_, d.hidden, p.router, E, m.logits, stream);
   else
     launch_router_logits<T>(p.x, T_, d.hidden, p.router, E, m.logits, stream);
   KL_CUDA_CHECK(cudaMemsetAsync(m.counters, 0, (2 * E + 1) * sizeof(int32_t), stream));
@@ -203,18 +193,13 @@ void MoeRunner::run(GemmRunner& /*gemm: the router GEMM is the MoE's own fp32 ke
   const T* w1 = static_cast<const T*>(p.w1.data);
   const T* w3 = static_cast<const T*>(p.w3.data);
   const T* w2 = static_cast<const T*>(p.w2.data);
-  if (tile_m == kSmallTileM) {  // decode-sized: the weights' bandwidth is the whole cost
-    // Every used tile holds at least one pair: a tighter grid than the padded bound (which
-    // counts E partly empty segments: 241 tiles for one token of the real model, 8 used).
-    const int64_t used_bound = std::min<int64_t>(T_ * K, tiles_bound);
-    const bool few_rows = T_ * K <= E;  // about one row per used expert
-    launch_gate_up_gemv<T>(p.x, m.perm, K, w1, w3, d.inter, d.hidden, used_bound, few_rows, act,
-                           stream);
-    launch_down_gemv<T>(act, m.perm, w2, d.hidden, d.inter, used_bound, few_rows, y, stream);
-  } else {
-    launch_gate_up<T>(p.x, m.perm, K, w1, w3, d.inter, d.hidden, tiles_bound, tile_m, act, stream);
-    launch_down<T>(act, m.perm, w2, d.hidden, d.inter, tiles_bound, tile_m, y, stream);
-  }
+  // Every used tile holds at least one pair: a tighter grid than the padded bound (which counts
+  // E partly empty segments: 241 small tiles for one token of the real model, 8 used).
+  const int64_t used_bound = std::min<int64_t>(T_ * K, tiles_bound);
+  const bool few_rows = T_ * K <= E;  // about one row per used expert
+  launch_gate_up<T>(p.x, m.perm, K, w1, w3, d.inter, d.hidden, used_bound, tile_m, few_rows, act,
+                    stream);
+  launch_down<T>(act, m.perm, w2, d.hidden, d.inter, used_bound, tile_m, few_rows, y, stream);
   launch_combine<T>(y, m.weights, T_, K, d.hidden, p.out, stream);
 }
 
