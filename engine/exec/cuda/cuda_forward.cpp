@@ -102,11 +102,10 @@ class Forward final : public CudaForward {
     normed_ = reinterpret_cast<T*>(alloc(N * D, act));
     delta_ = reinterpret_cast<T*>(alloc(N * D, act));
     if (c.plan.num_kda_layers > 0) {
-      for (int p = 0; p < 3; ++p) {
-        proj_[p] = reinterpret_cast<T*>(alloc(N * HK, act));
-        conv_[p] = reinterpret_cast<T*>(alloc(N * HK, act));
-      }
-      low_ = reinterpret_cast<T*>(alloc(N * c.kda_head_dim, act));
+      // q, k, v, f_a and g_a of one fused GEMM (DeviceFusedLayer::kda_in_proj).
+      kda_in_cols_ = 3 * HK + 2 * c.kda_head_dim;
+      kda_in_ = reinterpret_cast<T*>(alloc(N * kda_in_cols_, act));
+      for (int p = 0; p < 3; ++p) conv_[p] = reinterpret_cast<T*>(alloc(N * HK, act));
       fz_ = reinterpret_cast<T*>(alloc(N * HK, act));
       g_ = reinterpret_cast<float*>(alloc(N * HK, 4));
       braw_ = reinterpret_cast<T*>(alloc(N * H, act));
@@ -125,8 +124,8 @@ class Forward final : public CudaForward {
     for (const LayerSpec& l : c.plan.layers)
       inter = std::max(
           inter, l.ffn == FfnKind::kDense ? c.intermediate_size : c.shared_intermediate_size());
-    ffn_gate_ = reinterpret_cast<T*>(alloc(N * std::max<int64_t>(inter, 1), act));
-    ffn_up_ = reinterpret_cast<T*>(alloc(N * std::max<int64_t>(inter, 1), act));
+    // gate | up of one fused GEMM, per row; SwiGLU writes into the gate half.
+    ffn_gate_up_ = reinterpret_cast<T*>(alloc(N * 2 * std::max<int64_t>(inter, 1), act));
     if (any_moe) moe_ = std::make_unique<MoeRunner>(moe_dims(c), N, act == 2);
     if (any_moe && act != 4) normed_f32_ = reinterpret_cast<float*>(alloc(N * D, 4));
     const int64_t rows = std::max<int64_t>(limits.max_logit_rows, 1);
@@ -169,7 +168,7 @@ class Forward final : public CudaForward {
       norm(delta_, h_, lw.post_attention_layernorm, N_, normed_, s,
            layer.ffn == FfnKind::kMoe ? normed_f32_ : nullptr);
       if (layer.ffn == FfnKind::kDense)
-        dense_ffn(lw.dense, normed_, delta_, false, s);
+        dense_ffn(lw.dense, m_.fused(layer.index).gate_up_proj, normed_, delta_, false, s);
       else
         moe_ffn(layer, lw.moe, s);
     }
@@ -225,11 +224,11 @@ class Forward final : public CudaForward {
   }
 
   void linear(const T* x, int64_t m, const WeightView& w, T* out, CudaStream s,
-              bool accumulate = false) {
+              bool accumulate = false, int64_t x_stride = 0) {
     auto scope = prof_.scope(KernelClass::kDenseGemm, s);
     gemm_.linear<T>({.x = x,
                      .m = m,
-                     .x_stride = 0,
+                     .x_stride = x_stride,
                      .w = w,
                      .out = out,
                      .out_stride = 0,
@@ -240,14 +239,19 @@ class Forward final : public CudaForward {
   void kda_mixer(const StepBatch& b, DeviceCaches& caches, const LayerSpec& layer,
                  const KdaWeights& w, CudaStream s) {
     const int64_t H = c_.kda_num_heads, K = c_.kda_head_dim, HK = H * K;
-    const WeightView* proj_w[3] = {&w.q_proj, &w.k_proj, &w.v_proj};
+    // One GEMM for q, k, v, f_a and g_a: row t of kda_in_ is [q | k | v | f_a | g_a].
+    const WeightView& in_proj = m_.fused(layer.index).kda_in_proj;
+    KL_CHECK(in_proj.rows == kda_in_cols_, "fused KDA input projection has {} rows, expected {}",
+             in_proj.rows, kda_in_cols_);
+    linear(normed_, N_, in_proj, kda_in_, s);
+    const T* f_low = kda_in_ + 3 * HK;
+    const T* g_low = f_low + K;
     const WeightView* conv_w[3] = {&w.q_conv, &w.k_conv, &w.v_conv};
     T* windows = static_cast<T*>(caches.kda_windows(layer.kda_index));
     for (int p = 0; p < 3; ++p) {
-      linear(normed_, N_, *proj_w[p], proj_[p], s);
       ShortConvCudaParams<T> cp;
-      cp.x = proj_[p];
-      cp.x_stride = HK;
+      cp.x = kda_in_ + p * HK;
+      cp.x_stride = kda_in_cols_;
       cp.num_tokens = N_;
       cp.dim = HK;
       cp.num_seqs = b.num_seqs;
@@ -269,8 +273,7 @@ class Forward final : public CudaForward {
       l2norm_rows_cuda<T>(conv_[1], N_ * H, K, ModelConfig::kQkL2Eps, 1.f, s);
     }
 
-    linear(normed_, N_, w.f_a_proj, low_, s);
-    linear(low_, N_, w.f_b_proj, fz_, s);
+    linear(f_low, N_, w.f_b_proj, fz_, s, false, kda_in_cols_);
     KdaGateCudaParams<T> gp;
     gp.f = fz_;
     gp.a_log = w.a_log;
@@ -326,8 +329,7 @@ class Forward final : public CudaForward {
       kda_chunked_cuda<T>(kp, s);
     }
 
-    linear(normed_, N_, w.g_a_proj, low_, s);
-    linear(low_, N_, w.g_b_proj, fz_, s);
+    linear(g_low, N_, w.g_b_proj, fz_, s, false, kda_in_cols_);
     GatedRmsNormCudaParams<T> np;
     np.x = o_;
     np.gate = fz_;
@@ -379,22 +381,25 @@ class Forward final : public CudaForward {
     linear(attn_, N_, w.o_proj, delta_, s);
   }
 
-  // out (+)= down(silu(gate x) * up x).
-  void dense_ffn(const DenseFfnWeights& w, const T* x, T* out, bool accumulate, CudaStream s) {
-    linear(x, N_, w.gate_proj, ffn_gate_, s);
-    linear(x, N_, w.up_proj, ffn_up_, s);
+  // out (+)= down(silu(gate x) * up x), gate and up from one GEMM (gate_up: [2 inter, hidden]).
+  void dense_ffn(const DenseFfnWeights& w, const WeightView& gate_up, const T* x, T* out,
+                 bool accumulate, CudaStream s) {
+    const int64_t inter = w.gate_proj.rows;
+    KL_CHECK(gate_up.rows == 2 * inter, "fused gate/up projection has {} rows, expected {}",
+             gate_up.rows, 2 * inter);
+    linear(x, N_, gate_up, ffn_gate_up_, s);
     {
       auto scope = prof_.scope(KernelClass::kOther, s);
-      silu_mul_cuda<T>({.gate = ffn_gate_,
-                        .up = ffn_up_,
+      silu_mul_cuda<T>({.gate = ffn_gate_up_,
+                        .up = ffn_gate_up_ + inter,
                         .rows = N_,
-                        .cols = w.gate_proj.rows,
-                        .in_stride = 0,
-                        .out = ffn_gate_,
-                        .out_stride = 0},
+                        .cols = inter,
+                        .in_stride = 2 * inter,
+                        .out = ffn_gate_up_,
+                        .out_stride = 2 * inter},
                        s);
     }
-    linear(ffn_gate_, N_, w.down_proj, out, s, accumulate);
+    linear(ffn_gate_up_, N_, w.down_proj, out, s, accumulate, 2 * inter);
   }
 
   void moe_ffn(const LayerSpec& layer, const MoeWeights& w, CudaStream s) {
@@ -413,7 +418,8 @@ class Forward final : public CudaForward {
       auto scope = prof_.scope(KernelClass::kMoe, s);
       moe_->run<T>(gemm_, p, s);
     }
-    if (w.has_shared) dense_ffn(w.shared, normed_, delta_, true, s);
+    if (w.has_shared)
+      dense_ffn(w.shared, m_.fused(layer.index).gate_up_proj, normed_, delta_, true, s);
   }
 
   const ModelConfig& c_;
@@ -429,12 +435,13 @@ class Forward final : public CudaForward {
   float* h_ = nullptr;
   T *normed_ = nullptr, *delta_ = nullptr;
   float* normed_f32_ = nullptr;
-  T* proj_[3] = {};
+  T* kda_in_ = nullptr;
+  int64_t kda_in_cols_ = 0;
   T* conv_[3] = {};
-  T *low_ = nullptr, *fz_ = nullptr, *braw_ = nullptr, *o_ = nullptr;
+  T *fz_ = nullptr, *braw_ = nullptr, *o_ = nullptr;
   float *g_ = nullptr, *beta_ = nullptr;
   T *q_ = nullptr, *kv_ = nullptr, *attn_ = nullptr;
-  T *ffn_gate_ = nullptr, *ffn_up_ = nullptr;
+  T* ffn_gate_up_ = nullptr;
   float* rows_h_ = nullptr;
   T *rows_d_ = nullptr, *logits_t_ = nullptr;
   float* logits_ = nullptr;

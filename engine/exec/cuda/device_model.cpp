@@ -40,9 +40,11 @@ class UploadPlanner {
  public:
   UploadPlanner(const ModelConfig& c, DType act) : c_(c), act_(act) {}
 
-  void plan(const ModelWeights& host, ModelWeights& dev, std::vector<DeviceMoeLayer>& moe) {
+  void plan(const ModelWeights& host, ModelWeights& dev, std::vector<DeviceMoeLayer>& moe,
+            std::vector<DeviceFusedLayer>& fused) {
     dev.layers.resize(host.layers.size());
     moe.assign(host.layers.size(), {});
+    fused.assign(host.layers.size(), {});
     tensor(host.embed_tokens, host.embed_tokens.dtype, dev.embed_tokens);
     tensor(host.final_norm, host.final_norm.dtype, dev.final_norm);
     tensor(host.lm_head, act_, dev.lm_head);
@@ -55,13 +57,13 @@ class UploadPlanner {
       if (spec.mixer == MixerKind::kKda) {
         const KdaWeights& k = h.kda;
         KdaWeights& o = d.kda;
-        for (auto [hv, dv] : {std::pair{&k.q_proj, &o.q_proj},
-                              {&k.k_proj, &o.k_proj},
-                              {&k.v_proj, &o.v_proj},
-                              {&k.f_a_proj, &o.f_a_proj},
-                              {&k.f_b_proj, &o.f_b_proj},
+        fused[spec.index].kda_in_proj = rows_together({{&k.q_proj, &o.q_proj},
+                                                       {&k.k_proj, &o.k_proj},
+                                                       {&k.v_proj, &o.v_proj},
+                                                       {&k.f_a_proj, &o.f_a_proj},
+                                                       {&k.g_a_proj, &o.g_a_proj}});
+        for (auto [hv, dv] : {std::pair{&k.f_b_proj, &o.f_b_proj},
                               {&k.b_proj, &o.b_proj},
-                              {&k.g_a_proj, &o.g_a_proj},
                               {&k.g_b_proj, &o.g_b_proj},
                               {&k.o_proj, &o.o_proj}})
           tensor(*hv, act_, *dv);
@@ -83,14 +85,14 @@ class UploadPlanner {
         tensor(m.kv_a_layernorm, m.kv_a_layernorm.dtype, o.kv_a_layernorm);
       }
       if (spec.ffn == FfnKind::kDense) {
-        dense(h.dense, d.dense);
+        fused[spec.index].gate_up_proj = dense(h.dense, d.dense);
       } else {
         const MoeWeights& m = h.moe;
         MoeWeights& o = d.moe;
         tensor(m.router, DType::kF32, o.router);
         tensor(m.correction_bias, DType::kF32, o.correction_bias);
         o.has_shared = m.has_shared;
-        if (m.has_shared) dense(m.shared, o.shared);
+        if (m.has_shared) fused[spec.index].gate_up_proj = dense(m.shared, o.shared);
         DeviceMoeLayer& s = moe[spec.index];
         s.w1 = stacked(m.w1, o.w1);
         s.w3 = stacked(m.w3, o.w3);
@@ -104,10 +106,31 @@ class UploadPlanner {
   const std::vector<Upload>& uploads() const { return uploads_; }
 
  private:
-  void dense(const DenseFfnWeights& h, DenseFfnWeights& d) {
-    tensor(h.gate_proj, act_, d.gate_proj);
-    tensor(h.up_proj, act_, d.up_proj);
+  // Returns the [2 inter, hidden] view of gate_proj and up_proj together.
+  WeightView dense(const DenseFfnWeights& h, DenseFfnWeights& d) {
+    const WeightView gate_up =
+        rows_together({{&h.gate_proj, &d.gate_proj}, {&h.up_proj, &d.up_proj}});
     tensor(h.down_proj, act_, d.down_proj);
+    return gate_up;
+  }
+
+  // GEMM weights of one input width, converted to the activation dtype and placed back to back
+  // (no alignment padding between them): the returned view stacks their rows.
+  WeightView rows_together(std::initializer_list<std::pair<const WeightView*, WeightView*>> parts) {
+    const int64_t elem = static_cast<int64_t>(dtype_size(act_));
+    const int64_t cols = parts.begin()->first->cols;
+    const int64_t start = size_;
+    int64_t at = start, rows = 0;
+    for (auto [h, d] : parts) {
+      KL_CHECK(h->cols == cols, "weights stacked for one GEMM have {} and {} columns", cols,
+               h->cols);
+      uploads_.push_back({*h, act_, at});
+      *d = {base_ ? base_ + at : nullptr, act_, h->rows, h->cols};
+      at += h->numel() * elem;
+      rows += h->rows;
+    }
+    size_ = align_up(at);
+    return {base_ ? base_ + start : nullptr, act_, rows, cols};
   }
 
   // A tied lm_head shares the embedding's data: upload such a (data, dtype) pair once.
@@ -183,7 +206,8 @@ int64_t device_model_bytes(const ModelConfig& config, const ModelWeights& host, 
   UploadPlanner planner(config, activation);
   ModelWeights dev;
   std::vector<DeviceMoeLayer> moe;
-  planner.plan(host, dev, moe);
+  std::vector<DeviceFusedLayer> fused;
+  planner.plan(host, dev, moe, fused);
   return planner.size();
 }
 
@@ -197,7 +221,8 @@ DeviceModel::DeviceModel(const ModelConfig& config, const ModelWeights& host, DT
   {
     ModelWeights dry;
     std::vector<DeviceMoeLayer> moe;
-    sizing.plan(host, dry, moe);
+    std::vector<DeviceFusedLayer> fused;
+    sizing.plan(host, dry, moe, fused);
   }
   bytes_ = sizing.size();
   const cudaError_t e = cudaMalloc(&arena_, static_cast<size_t>(bytes_));
@@ -205,7 +230,7 @@ DeviceModel::DeviceModel(const ModelConfig& config, const ModelWeights& host, DT
            bytes_ / 1048576.0, cudaGetErrorString(e));
   UploadPlanner planner(config, activation);
   planner.set_base(static_cast<char*>(arena_));
-  planner.plan(host, weights_, moe_);
+  planner.plan(host, weights_, moe_, fused_);
 
   void* staging = nullptr;
   cuda_ok(cudaMalloc(&staging, kStagingBytes), "cudaMalloc(staging)");

@@ -1,7 +1,8 @@
 // The model's weights on the GPU: every tensor uploaded once into one device arena, GEMM weights
 // converted to the activation dtype (fp32 runs get fp32 weights, so that cuBLAS computes a true
 // fp32 GEMM), the MoE router in fp32 (DESIGN numerics contract), everything else as stored. Each
-// MoE layer's experts are stacked ([E, rows, cols]) for the grouped expert GEMMs.
+// MoE layer's experts are stacked ([E, rows, cols]) for the grouped expert GEMMs; projections that
+// share an input are contiguous (DeviceFusedLayer).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,16 @@ struct DeviceMoeLayer {
   kernels::StackedWeights w1, w3, w2;  // [E, inter, hidden], [E, inter, hidden], [E, hidden, inter]
 };
 
+// Projections of one layer that read the same input, placed back to back in the arena so that one
+// GEMM computes them all (decode is latency-bound on many small GEMMs). Each is also reachable
+// alone through weights().
+struct DeviceFusedLayer {
+  // KDA: q_proj, k_proj, v_proj, f_a_proj, g_a_proj stacked by rows: [3 HK + 2 K, hidden].
+  WeightView kda_in_proj;
+  // The dense FFN's (or the MoE shared expert's) gate_proj then up_proj: [2 inter, hidden].
+  WeightView gate_up_proj;
+};
+
 class DeviceModel {
  public:
   // Uploads `host` (views into a WeightStore). `progress` is called with the fraction done. With
@@ -36,6 +47,8 @@ class DeviceModel {
   const ModelWeights& weights() const { return weights_; }
   // Per layer index; valid for MoE layers.
   const DeviceMoeLayer& moe(int layer) const { return moe_[layer]; }
+  // Per layer index; each view is set where the layer has those projections.
+  const DeviceFusedLayer& fused(int layer) const { return fused_[layer]; }
   int64_t bytes() const { return bytes_; }
   DType activation() const { return activation_; }
 
@@ -43,6 +56,7 @@ class DeviceModel {
   DType activation_;
   ModelWeights weights_;
   std::vector<DeviceMoeLayer> moe_;
+  std::vector<DeviceFusedLayer> fused_;
   void* arena_ = nullptr;
   int64_t bytes_ = 0;
 };
