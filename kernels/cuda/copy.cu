@@ -31,17 +31,10 @@ __global__ void convert_kernel(const S* src, D* dst, int64_t n) {
 template <typename S>
 void launch_convert(const S* src, void* dst, DType dst_dtype, int64_t n, cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>(std::min(cuda::ceil_div(n, kThreads), kMaxBlocks));
-  switch (dst_dtype) {
-    case DType::kF32:
-      convert_kernel<<<blocks, kThreads, 0, stream>>>(src, static_cast<float*>(dst), n);
-      break;
-    case DType::kBF16:
-      convert_kernel<<<blocks, kThreads, 0, stream>>>(src, static_cast<__nv_bfloat16*>(dst), n);
-      break;
-    case DType::kF16:
-      convert_kernel<<<blocks, kThreads, 0, stream>>>(src, static_cast<__half*>(dst), n);
-      break;
-  }
+  cuda::with_weight_type(dst_dtype, [&](auto d) {
+    using D = decltype(d);
+    convert_kernel<<<blocks, kThreads, 0, stream>>>(src, static_cast<D*>(dst), n);
+  });
 }
 
 // One block per gathered row.
@@ -66,17 +59,9 @@ void convert_cuda(const void* src, DType src_dtype, void* dst, DType dst_dtype, 
         cudaMemcpyAsync(dst, src, n * dtype_size(src_dtype), cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  switch (src_dtype) {
-    case DType::kF32:
-      launch_convert(static_cast<const float*>(src), dst, dst_dtype, n, stream);
-      break;
-    case DType::kBF16:
-      launch_convert(static_cast<const __nv_bfloat16*>(src), dst, dst_dtype, n, stream);
-      break;
-    case DType::kF16:
-      launch_convert(static_cast<const __half*>(src), dst, dst_dtype, n, stream);
-      break;
-  }
+  cuda::with_weight_type(src_dtype, [&](auto s) {
+    launch_convert(static_cast<const decltype(s)*>(src), dst, dst_dtype, n, stream);
+  });
   KL_CUDA_CHECK_LAUNCH("convert_cuda");
 }
 

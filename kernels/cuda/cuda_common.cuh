@@ -50,6 +50,24 @@ __device__ __forceinline__ float round_to(float v) {
   return to_f32(from_f32<T>(v));
 }
 
+// Host side: calls f(W{}) with W the device type of `dtype` (float, __nv_bfloat16 or __half), so
+// that a launcher instantiates its kernel per stored type (weights, conversions):
+//   with_weight_type(p.weight.dtype, [&](auto w) { launch<T, decltype(w)>(p, stream); });
+template <typename F>
+void with_weight_type(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kF32:
+      f(float{});
+      break;
+    case DType::kBF16:
+      f(__nv_bfloat16{});
+      break;
+    case DType::kF16:
+      f(__half{});
+      break;
+  }
+}
+
 // Element i of a weight stored as `dtype` (f32, bf16 or f16), as fp32.
 __device__ __forceinline__ float load_weight(const void* data, DType dtype, int64_t i) {
   switch (dtype) {
@@ -98,16 +116,15 @@ __device__ __forceinline__ float block_sum(float v) {
 
 // Throws kl::Error naming `what` if the last launch failed (a configuration error; asynchronous
 // faults surface at the next synchronising call, where the executor treats them as fatal).
-#define KL_CUDA_CHECK_LAUNCH(what)                                                     \
-  do {                                                                                 \
-    const cudaError_t kl_err_ = cudaGetLastError();                                    \
-    KL_CHECK(kl_err_ == cudaSuccess, "{}: launch failed: {}", what,                     \
-             cudaGetErrorString(kl_err_));                                             \
+#define KL_CUDA_CHECK_LAUNCH(what)                                                                \
+  do {                                                                                            \
+    const cudaError_t kl_err_ = cudaGetLastError();                                               \
+    KL_CHECK(kl_err_ == cudaSuccess, "{}: launch failed: {}", what, cudaGetErrorString(kl_err_)); \
   } while (0)
 
 // Throws kl::Error if a CUDA runtime call fails.
-#define KL_CUDA_CHECK(call)                                                            \
-  do {                                                                                 \
-    const cudaError_t kl_err_ = (call);                                                \
+#define KL_CUDA_CHECK(call)                                                                \
+  do {                                                                                     \
+    const cudaError_t kl_err_ = (call);                                                    \
     KL_CHECK(kl_err_ == cudaSuccess, "{} failed: {}", #call, cudaGetErrorString(kl_err_)); \
   } while (0)

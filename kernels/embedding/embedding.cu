@@ -49,17 +49,7 @@ void embedding_cuda(const EmbeddingCudaParams<T>& p, CudaStream stream) {
            p.table.rows, p.table.cols);
   if (p.num_tokens == 0) return;
   KL_CHECK(p.token_ids && p.table.data && p.out, "embedding_cuda: null device pointer");
-  switch (p.table.dtype) {
-    case DType::kF32:
-      launch<T, float>(p, stream);
-      break;
-    case DType::kBF16:
-      launch<T, __nv_bfloat16>(p, stream);
-      break;
-    case DType::kF16:
-      launch<T, __half>(p, stream);
-      break;
-  }
+  cuda::with_weight_type(p.table.dtype, [&](auto w) { launch<T, decltype(w)>(p, stream); });
   KL_CUDA_CHECK_LAUNCH("embedding_cuda");
 }
 

@@ -114,17 +114,7 @@ void rmsnorm_cuda(const RmsNormCudaParams<T, R>& p, CUstream_st* stream) {
            p.weight.numel(), p.dim);
   if (p.num_rows == 0) return;
   KL_CHECK((p.x || p.residual) && p.out && p.weight.data, "rmsnorm_cuda: null device pointer");
-  switch (p.weight.dtype) {
-    case DType::kF32:
-      launch<T, R, float>(p, stream);
-      break;
-    case DType::kBF16:
-      launch<T, R, __nv_bfloat16>(p, stream);
-      break;
-    case DType::kF16:
-      launch<T, R, __half>(p, stream);
-      break;
-  }
+  cuda::with_weight_type(p.weight.dtype, [&](auto w) { launch<T, R, decltype(w)>(p, stream); });
   KL_CUDA_CHECK_LAUNCH("rmsnorm_cuda");
 }
 
@@ -137,17 +127,7 @@ void gated_rmsnorm_cuda(const GatedRmsNormCudaParams<T>& p, CUstream_st* stream)
            p.weight.numel(), p.dim);
   if (p.num_rows == 0) return;
   KL_CHECK(p.x && p.gate && p.out && p.weight.data, "gated_rmsnorm_cuda: null device pointer");
-  switch (p.weight.dtype) {
-    case DType::kF32:
-      launch_gated<T, float>(p, stream);
-      break;
-    case DType::kBF16:
-      launch_gated<T, __nv_bfloat16>(p, stream);
-      break;
-    case DType::kF16:
-      launch_gated<T, __half>(p, stream);
-      break;
-  }
+  cuda::with_weight_type(p.weight.dtype, [&](auto w) { launch_gated<T, decltype(w)>(p, stream); });
   KL_CUDA_CHECK_LAUNCH("gated_rmsnorm_cuda");
 }
 
