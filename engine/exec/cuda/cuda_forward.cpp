@@ -83,8 +83,7 @@ MoeDims moe_dims(const ModelConfig& c) {
 // hidden state between layers stays in fp32 and the MoE router reads the post-attention norm's
 // fp32 output (normed_f32_). Both cost little (a few KB per token) and halve the logits' error
 // against the fp32 reference: HF's bf16 run rounds the residual to bf16 at each of the twelve
-// adds, and router gaps of a few 1e-3 (bf16 noise) then flip experts (DESIGN numerics contract,
-// README "Numerics").
+// adds, and router gaps of a few 1e-3 (bf16 noise) then flip experts (README, section "GPU").
 template <typename T>
 class Forward final : public CudaForward {
  public:
