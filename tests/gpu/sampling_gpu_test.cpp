@@ -518,11 +518,30 @@ TEST_CASE("gpu sampling is repeatable and independent of the batch", "[gpu][samp
     CHECK(rev.tokens[size_t(i)] == a.tokens[j]);
     CHECK(std::memcmp(&rev.logprobs[size_t(i)], &a.logprobs[j], 4) == 0);
   }
+  // The first 16 rows (16 of make_case's 17 kinds) again in batches of 1 (the device-wide sort of
+  // single rows, sampling.cu) and of 3, against the 64-row batch (the segmented sort, checked
+  // against the CPU twin above): the same tokens and logprobs, bit for bit.
+  for (const int64_t n : {int64_t(1), int64_t(3)}) {
+    for (int64_t r0 = 0; r0 < 16; r0 += n) {
+      Batch part;
+      part.vocab = b.vocab;
+      part.stride = b.stride;
+      part.logits.assign(b.logits.begin() + r0 * V, b.logits.begin() + (r0 + n) * V);
+      part.rows.assign(b.rows.begin() + r0, b.rows.begin() + r0 + n);
+      GpuSampler small(n, V, kMaxLogprobs);
+      const GpuOut got = run_gpu(small, part);
+      for (int64_t i = 0; i < n; ++i) {
+        INFO("row " << r0 + i << " in a batch of " << n);
+        CHECK(got.tokens[size_t(i)] == a.tokens[size_t(r0 + i)]);
+        CHECK(std::memcmp(&got.logprobs[size_t(i)], &a.logprobs[size_t(r0 + i)], 4) == 0);
+      }
+    }
+  }
 }
 
 TEST_CASE("gpu sampling timing at the model's vocab", "[gpu][sampling][perf]") {
   const int64_t V = 163840;
-  for (int64_t rows : {1, 64, 256}) {
+  for (int64_t rows : {1, 2, 64, 256}) {
     GpuSampler sampler(rows, V, kMaxLogprobs);
     for (int mode = 0; mode < 2; ++mode) {
       Batch b;
