@@ -2,8 +2,8 @@
 // Per step: (1) one block per row applies the logits processors into scratch and, for greedy rows,
 // takes the arg-max right there; (2) a segmented radix sort (a device-wide one for a single-row
 // step) orders each sampled row's processed keys descending with ids ascending on ties (a stable
-// sort of ids 0..V-1), which gives the twin's
-// canonical order (w descending, then id) up to the order inside runs of equal w (see KeyMode);
+// sort of ids 0..V-1), which gives the twin's canonical order (w descending, then id) up to the
+// order inside runs of equal w (see KeyMode);
 // (3) one block per sampled row applies min-p, top-k, top-p and the draw with double-precision
 // prefix sums over that order, and reads the drawn position's id in the canonical order
 // (canonical_id_at); (4) the raw-distribution log-probabilities (sampling_logprobs.cu). Nothing
